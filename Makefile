@@ -1,0 +1,45 @@
+# Set-up and entry points. `make demo` and `make test` work on a fresh machine of this project's kind.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+# torch/torchvision are pinned to the builds that lie on this machine's disk; nothing may pull another.
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+FMNIST_DIR := /usr/share/datasets/fashion-mnist
+
+.PHONY: install demo test test-slow lint bench fashion-mnist clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q $(TORCH_PINS)
+	$(PIP) install -q -e '.[dev]' $(TORCH_PINS)
+	touch $@
+
+install: $(VENV)/.installed
+
+# Debian's Fashion-MNIST, when apt is available and the data set is missing (never downloaded by Python code).
+fashion-mnist:
+	@if [ -f $(FMNIST_DIR)/train-images-idx3-ubyte.gz ]; then echo "Fashion-MNIST: found in $(FMNIST_DIR)"; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  ( $$SUDO apt-get install -y -q dataset-fashion-mnist || ( $$SUDO apt-get update -q && $$SUDO apt-get install -y -q dataset-fashion-mnist ) ) \
+	    || echo "Fashion-MNIST: apt install failed; the digits data set still works"; \
+	else echo "Fashion-MNIST: no apt-get here; pass data.root=PATH to use your own copy"; fi
+
+demo: install fashion-mnist
+	$(VENV)/bin/imaginate demo --out runs/demo
+
+test: install fashion-mnist
+	$(PY) -m pytest
+
+test-slow: install fashion-mnist
+	$(PY) -m pytest -m slow
+
+lint: install
+	$(VENV)/bin/ruff check imaginate tests benchmarks
+
+bench: install fashion-mnist
+	$(PY) benchmarks/madam_lr_sweep.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
