@@ -1,0 +1,5 @@
+import sys
+
+from imaginate.cli import main
+
+sys.exit(main())

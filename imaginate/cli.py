@@ -1,0 +1,133 @@
+"""``imaginate`` / ``python -m imaginate``: list, train, eval, demo.
+
+Mistakes in what the user typed (config keys, presets, paths, data) exit with status 2 and one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+EXIT_USAGE = 2
+
+
+class UserError(Exception):
+    """Anything the user can fix: printed as one line, exit status 2."""
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from imaginate.registry import list_systems
+
+    for spec in list_systems():
+        presets = ", ".join(spec.presets) or "-"
+        print(f"{spec.name:<14} presets: {presets:<28} {spec.summary}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from imaginate.config import build_config, load_saved_config
+    from imaginate.engine import run_training
+    from imaginate.registry import get_system
+
+    spec = get_system(args.system)
+    out = Path(args.out) if args.out else Path("runs") / f"{args.system}-{args.preset}"
+    if args.resume and (out / "config.yaml").is_file():
+        # Continue with the run's own config; overrides (e.g. train.steps=N to extend) still apply.
+        saved = load_saved_config(spec.config_cls, out / "config.yaml")
+        cfg = build_config(spec.config_cls, preset=None, system=spec.name, overrides=args.overrides, base=saved)
+    else:
+        cfg = build_config(spec.config_cls, preset=args.preset, system=spec.name, overrides=args.overrides)
+    metrics = run_training(spec, cfg, out, resume=args.resume, preset=args.preset,
+                           progress=not args.no_progress)
+    if os.environ.get("RANK", "0") == "0":
+        print(json.dumps({"run_dir": str(out), **{k: round(v, 6) for k, v in metrics.items()}}))
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from imaginate.engine import evaluate_run
+
+    metrics = evaluate_run(Path(args.run_dir), device=args.device)
+    print(json.dumps({k: round(v, 6) for k, v in metrics.items()}))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from imaginate.registry import get_system, list_systems
+    from imaginate.report import write_report
+
+    specs = [get_system(args.only)] if args.only else list_systems()
+    specs = [s for s in specs if s.demo is not None]
+    out = Path(args.out)
+    parts = []
+    start = time.time()
+    for spec in specs:
+        print(f"== demo: {spec.name}", flush=True)
+        parts.append(spec.demo(out))
+    path = write_report(parts, out)
+    print(f"report: {path.resolve()}  ({time.time() - start:.0f} s)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imaginate", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="systems and their presets, one line each")
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("train", help="train a system (also under torchrun --nproc_per_node N -m imaginate train)",
+                       description="Train SYSTEM from a preset plus key=value overrides, e.g. "
+                                   "`imaginate train classify --preset tiny optim.lr=0.02 train.steps=1000`.")
+    p.add_argument("system", help="a system name (see `imaginate list`)")
+    p.add_argument("--preset", default="tiny", help="a YAML preset in configs/SYSTEM/ (default: tiny)")
+    p.add_argument("--out", default=None, help="run folder (default: runs/SYSTEM-PRESET)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (OmegaConf dot keys)")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a run's newest checkpoint", description="Evaluate RUN_DIR.")
+    p.add_argument("run_dir")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("demo", help="each system's quick demo, then one report.html",
+                       description="Run every system's quick demo (or one) and write OUT/report.html.")
+    p.add_argument("--out", default="runs/demo", help="folder for runs and report.html (default: runs/demo)")
+    p.add_argument("--only", default=None, metavar="SYSTEM", help="run one system's demo")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from imaginate.config import ConfigError
+    from imaginate.data import DataError
+    from imaginate.engine import CheckpointError, TrainingDiverged
+
+    parser = build_parser()
+    # Overrides may come before or after options (argparse stops a '*' positional at the first option).
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command != "train" or any(e.startswith("-") for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = list(args.overrides) + extra
+    try:
+        return args.func(args)
+    except (ConfigError, DataError, CheckpointError, UserError) as exc:
+        print(f"imaginate: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except TrainingDiverged as exc:
+        print(f"imaginate: training diverged: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("imaginate: interrupted (resume with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""Typed run configuration: dataclasses are the source of truth, YAML presets and ``key=value`` overrides
+are merged onto them with OmegaConf, and every mistake becomes one :class:`ConfigError` line naming the key.
+
+A system's config is a dataclass whose fields are nested dataclasses (``train``, ``data``, ``model``,
+``optim``...). ``train`` is always a :class:`TrainConfig`: the engine's own settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import (
+    ConfigAttributeError,
+    ConfigKeyError,
+    ConfigTypeError,
+    GrammarParseError,
+    OmegaConfBaseException,
+    ValidationError,
+)
+
+CONFIG_ROOT = Path(__file__).resolve().parent.parent / "configs"
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A wrong key, type, value or preset. The message is one line that names the key."""
+
+
+@dataclass
+class TrainConfig:
+    """Settings of the engine's training loop, shared by every system.
+
+    Args:
+        steps: optimisation steps (each step is one call to the system's ``train_step``).
+        batch_size: global batch size, split evenly over ranks under torchrun.
+        grad_accum: micro-batches per step; each rank's share of the batch is split into this many.
+        amp: mixed precision (bf16 autocast on CPU, fp16 with a gradient scaler on CUDA).
+        device: "auto" (CUDA when present, else CPU), "cpu", "cuda" or "cuda:N".
+        seed: seeds weights, data order and every random draw of the run.
+        log_every / eval_every / ckpt_every / sample_every: cadence in steps; 0 disables (the end of
+            the run always evaluates, checkpoints and samples).
+        num_threads: torch intra-op threads per process; 0 keeps torch's default.
+        keep_checkpoints: how many step checkpoints to keep on disk (the newest ones).
+    """
+
+    steps: int = 1000
+    batch_size: int = 64
+    grad_accum: int = 1
+    amp: bool = False
+    device: str = "auto"
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int = 0
+    ckpt_every: int = 0
+    sample_every: int = 0
+    num_threads: int = 0
+    keep_checkpoints: int = 2
+
+    def __post_init__(self) -> None:
+        positive = {"steps": self.steps, "batch_size": self.batch_size, "grad_accum": self.grad_accum,
+                    "keep_checkpoints": self.keep_checkpoints}
+        for name, value in positive.items():
+            if value < 1:
+                raise ConfigError(f"train.{name}: must be >= 1, got {value}")
+        for name in ("log_every", "eval_every", "ckpt_every", "sample_every", "num_threads"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name}: must be >= 0 (0 disables), got {getattr(self, name)}")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ConfigError(f"train.device: '{self.device}' is not one of auto, cpu, cuda, cuda:N")
+
+
+def check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    """Raise a ConfigError naming ``key`` when ``value`` is not one of ``allowed``."""
+    if value not in allowed:
+        raise ConfigError(f"{key}: '{value}' is not one of {', '.join(allowed)}")
+
+
+def available_presets(system: str) -> list[str]:
+    folder = CONFIG_ROOT / system
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def _fields_of(node: Any, path: list[str]) -> list[str]:
+    """The keys allowed at ``path`` inside a structured config (for error messages)."""
+    for key in path:
+        node = node[key]
+    return list(node.keys()) if OmegaConf.is_dict(node) else []
+
+
+def _explain(exc: OmegaConfBaseException, schema: Any) -> str:
+    key = getattr(exc, "full_key", None) or ""
+    msg = str(exc).splitlines()[0]
+    if isinstance(exc, (ConfigKeyError, ConfigAttributeError)):
+        parent = key.split(".")[:-1]
+        try:
+            allowed = _fields_of(schema, parent)
+        except Exception:  # the parent itself is unknown: keep OmegaConf's message
+            allowed = []
+        hint = f" (allowed here: {', '.join(allowed)})" if allowed else ""
+        return f"{key}: unknown key{hint}"
+    if isinstance(exc, (ValidationError, ConfigTypeError)):
+        return f"{key}: {msg}" if key else msg
+    if isinstance(exc, GrammarParseError):
+        return f"cannot parse override: {msg}"
+    return f"{key}: {msg}" if key else msg
+
+
+def _parse_override(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' is not key=value (e.g. train.steps=100)")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override '{text}' has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    if raw.strip().lower() in ("null", "none", "~"):
+        value = None
+    return key, value
+
+
+def build_config(schema_cls: type[T], *, preset: str | None, system: str, overrides: list[str] = (),
+                 preset_file: Path | None = None, base: T | None = None) -> T:
+    """Merge ``configs/<system>/<preset>.yaml`` (or ``preset_file``) and overrides onto ``schema_cls``
+    (or onto ``base``, a config already built, e.g. the one a run saved).
+
+    Raises:
+        ConfigError: one line naming the key for an unknown key, wrong type, impossible value or preset.
+    """
+    schema = OmegaConf.structured(schema_cls if base is None else base)
+    if preset_file is None and preset is not None:
+        preset_file = CONFIG_ROOT / system / f"{preset}.yaml"
+        if not preset_file.is_file():
+            allowed = ", ".join(available_presets(system)) or "none"
+            raise ConfigError(f"--preset: '{preset}' is not a preset of {system} (allowed: {allowed})")
+    try:
+        merged = schema
+        if preset_file is not None:
+            loaded = yaml.safe_load(preset_file.read_text()) or {}
+            if not isinstance(loaded, dict):
+                raise ConfigError(f"{preset_file}: a preset must be a YAML mapping")
+            merged = OmegaConf.merge(merged, loaded)
+        for text in overrides:
+            key, value = _parse_override(text)
+            OmegaConf.update(merged, key, value, merge=True, force_add=False)
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(_explain(exc, schema)) from None
+    except (ValueError, TypeError) as exc:  # raised by a dataclass __post_init__
+        raise ConfigError(str(exc).splitlines()[0]) from None
+
+
+def to_yaml(cfg: Any) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def load_saved_config(schema_cls: type[T], path: Path) -> T:
+    """Read the resolved config a run saved next to its checkpoints."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no saved config (is this a run directory?)")
+    return build_config(schema_cls, preset=None, system="", preset_file=path)
+
+
+def replace(cfg: T, **sections: Any) -> T:
+    """A copy of ``cfg`` with whole sections or fields replaced (dataclasses.replace, re-validated)."""
+    return dataclasses.replace(cfg, **sections)

@@ -1,0 +1,241 @@
+"""The one training loop every system runs through, top to bottom."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from imaginate.config import ConfigError, load_saved_config, to_yaml
+from imaginate.engine.checkpoint import (
+    CheckpointError,
+    atomic_torch_save,
+    capture_rng,
+    checkpoint_path,
+    export_safetensors,
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    restore_rng,
+)
+from imaginate.engine.distributed import DistEnv, all_reduce_mean, barrier, init_distributed, resolve_device
+from imaginate.engine.logging import RunLogger
+from imaginate.engine.system import NonFiniteLossError, RunContext, System, unwrap
+from imaginate.registry import SystemSpec, get_system
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN/inf; the message names the step and the last good checkpoint."""
+
+
+def build_system(spec: SystemSpec, cfg: Any, env: DistEnv) -> System:
+    """Seed, then construct the system (identical weights on every rank)."""
+    torch.manual_seed(cfg.train.seed)
+    ctx = RunContext(env, amp=cfg.train.amp, grad_accum=cfg.train.grad_accum, seed=cfg.train.seed,
+                     global_batch=cfg.train.batch_size)
+    return spec.system_cls(cfg, ctx)
+
+
+def _state(system: System, step: int, env: DistEnv) -> dict[str, Any] | None:
+    """The full resumable state (gathered RNG of every rank); None on ranks other than 0."""
+    rng = capture_rng()
+    if env.distributed:
+        gathered: list[Any] = [None] * env.world_size
+        dist.all_gather_object(gathered, rng)
+        rng_all = gathered
+    else:
+        rng_all = [rng]
+    if not env.is_main:
+        return None
+    return {
+        "step": step,
+        "modules": {k: unwrap(m).state_dict() for k, m in system.modules.items()},
+        "optimizers": {k: o.state_dict() for k, o in system.optimizers.items()},
+        "schedulers": {k: s.state_dict() for k, s in system.schedulers.items()},
+        "scalers": {k: s.state_dict() for k, s in system.ctx.scalers.items()},
+        "rng": rng_all,
+        "extra": system.extra_state(),
+    }
+
+
+def load_modules(system: System, ckpt: dict[str, Any], path: Path) -> None:
+    missing = set(system.modules) - set(ckpt.get("modules", {}))
+    if missing:
+        raise CheckpointError(f"{path}: has no weights for {', '.join(sorted(missing))}")
+    for name, module in system.modules.items():
+        unwrap(module).load_state_dict(ckpt["modules"][name])
+
+
+def _restore(system: System, ckpt: dict[str, Any], path: Path, env: DistEnv) -> int:
+    load_modules(system, ckpt, path)
+    for name, opt in system.optimizers.items():
+        opt.load_state_dict(ckpt["optimizers"][name])
+    for name, sched in system.schedulers.items():
+        sched.load_state_dict(ckpt["schedulers"][name])
+    for name, state in ckpt.get("scalers", {}).items():
+        system.ctx._scaler(name).load_state_dict(state)
+    rngs = ckpt["rng"]
+    restore_rng(rngs[env.rank] if env.rank < len(rngs) else rngs[0])
+    system.load_extra_state(ckpt.get("extra", {}))
+    return int(ckpt["step"])
+
+
+def _evaluate(system: System, seed: int) -> dict[str, float]:
+    """Evaluation never disturbs the training RNG: it runs in a forked RNG with a fixed seed."""
+    devices = [system.ctx.device] if system.ctx.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        torch.manual_seed(seed + 12345)
+        system.train(False)
+        metrics = system.evaluate()
+        system.train(True)
+    return metrics
+
+
+def _sample(system: System, seed: int) -> dict[str, torch.Tensor]:
+    devices = [system.ctx.device] if system.ctx.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        torch.manual_seed(seed + 54321)
+        system.train(False)
+        images = system.sample()
+        system.train(True)
+    return images
+
+
+def _due(step: int, every: int, last: int) -> bool:
+    return step == last or (every > 0 and step % every == 0)
+
+
+def run_training(spec: SystemSpec, cfg: Any, run_dir: Path, resume: bool = False, preset: str | None = None,
+                 progress: bool = True) -> dict[str, float]:
+    """Train ``spec`` with ``cfg`` into ``run_dir``; returns the final evaluation metrics.
+
+    Raises:
+        ConfigError: the folder holds a run and ``resume`` is false, or ``resume`` finds no checkpoint.
+        TrainingDiverged: a loss became NaN/inf (the last good checkpoint stays on disk).
+    """
+    tc = cfg.train
+    # 1. Process group, device, threads.
+    env = init_distributed(tc.device)
+    if tc.num_threads:
+        torch.set_num_threads(tc.num_threads)
+    run_dir = Path(run_dir)
+    previous = latest_checkpoint(run_dir)
+    if previous is not None and not resume:
+        raise ConfigError(f"--out {run_dir}: holds a run already; pass --resume to continue it or pick another --out")
+    if resume and previous is None:
+        raise ConfigError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
+    barrier(env)
+
+    # 2. The run folder: resolved config and what was run.
+    if env.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(to_yaml(cfg))
+        info = {"system": spec.name, "preset": preset, "world_size": env.world_size, "device": str(env.device)}
+        (run_dir / "run.json").write_text(json.dumps(info, indent=2) + "\n")
+    logger = RunLogger(run_dir, enabled=env.is_main)
+
+    # 3. Build (same weights on every rank), then resume if asked.
+    system = build_system(spec, cfg, env)
+    torch.manual_seed(tc.seed + 1_000 * env.rank)  # per-rank stream for dropout, noise, augmentation
+    start = 0
+    if resume:
+        start = _restore(system, load_checkpoint(previous), previous, env)
+        logger.truncate_after(start)
+        if env.is_main:
+            print(f"resuming {spec.name} from {previous} (step {start})")
+
+    # 4. The loop.
+    bar = tqdm(total=tc.steps, initial=start, disable=not (progress and env.is_main), desc=spec.name,
+               dynamic_ncols=True)
+    window: dict[str, float] = {}
+    window_steps, window_start = 0, time.perf_counter()
+    metrics: dict[str, float] = {}
+    system.train(True)
+    for step in range(start, tc.steps):
+        batch = system.train_batch(step)
+        try:
+            logs = system.train_step(batch)
+        except NonFiniteLossError as exc:
+            bar.close()
+            logger.close()
+            last = latest_checkpoint(run_dir)
+            keep = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
+            raise TrainingDiverged(f"step {step + 1}: {exc}; training stopped, {keep}") from None
+        done = step + 1
+        for k, v in logs.items():
+            window[k] = window.get(k, 0.0) + float(v)
+        window_steps += 1
+        bar.update(1)
+
+        # 4a. Log the mean of the window, averaged over ranks.
+        if _due(done, tc.log_every, tc.steps):
+            elapsed = time.perf_counter() - window_start
+            means = all_reduce_mean({k: v / window_steps for k, v in window.items()}, env)
+            means["steps_per_s"] = window_steps / max(elapsed, 1e-9)
+            for name, opt in system.optimizers.items():
+                means[f"lr_{name}"] = opt.param_groups[0]["lr"]
+            logger.scalars(done, "train", means)
+            shown = {k: f"{v:.4g}" for k, v in means.items() if k.endswith("loss")}
+            bar.set_postfix(**shown, it_s=f"{means['steps_per_s']:.1f}")
+            window, window_steps, window_start = {}, 0, time.perf_counter()
+
+        # 4b. Checkpoint (before evaluation, so RNG state is captured at the same point every time).
+        if _due(done, tc.ckpt_every, tc.steps):
+            state = _state(system, done, env)
+            if env.is_main:
+                atomic_torch_save(state, checkpoint_path(run_dir, done))
+                prune_checkpoints(run_dir, tc.keep_checkpoints)
+            barrier(env)
+
+        # 4c. Evaluate and sample on rank 0.
+        if _due(done, tc.eval_every, tc.steps):
+            if env.is_main:
+                metrics = _evaluate(system, tc.seed)
+                logger.scalars(done, "eval", metrics)
+                bar.write(f"[{spec.name}] step {done}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+            barrier(env)
+        if _due(done, tc.sample_every, tc.steps):
+            if env.is_main:
+                logger.images(done, _sample(system, tc.seed))
+            barrier(env)
+    bar.close()
+
+    # 5. Export the final weights.
+    if env.is_main:
+        meta = {"system": spec.name, "step": str(tc.steps)}
+        export_safetensors({k: unwrap(m) for k, m in system.modules.items()}, run_dir / "final.safetensors", meta)
+        if not metrics and start == tc.steps:  # resumed a finished run: still report its metrics
+            metrics = _evaluate(system, tc.seed)
+    logger.close()
+    barrier(env)
+    return metrics
+
+
+def load_run(run_dir: Path, device: str = "auto") -> tuple[SystemSpec, Any, System, int]:
+    """Rebuild a finished or interrupted run's system from its saved config and newest checkpoint."""
+    run_dir = Path(run_dir)
+    info_path = run_dir / "run.json"
+    if not info_path.is_file():
+        raise ConfigError(f"{run_dir}: not a run directory (no run.json)")
+    info = json.loads(info_path.read_text())
+    spec = get_system(info["system"])
+    cfg = load_saved_config(spec.config_cls, run_dir / "config.yaml")
+    cfg.train.device = device
+    ckpt_path = latest_checkpoint(run_dir)
+    if ckpt_path is None:
+        raise ConfigError(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'}")
+    env = DistEnv(0, 1, 0, resolve_device(device))
+    system = build_system(spec, cfg, env)
+    ckpt = load_checkpoint(ckpt_path)
+    load_modules(system, ckpt, ckpt_path)
+    return spec, cfg, system, int(ckpt["step"])
+
+
+def evaluate_run(run_dir: Path, device: str = "auto") -> dict[str, float]:
+    spec, cfg, system, _ = load_run(run_dir, device)
+    return _evaluate(system, cfg.train.seed)

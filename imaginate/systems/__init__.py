@@ -1,0 +1,3 @@
+"""One folder per research system; importing this package registers them all."""
+
+from imaginate.systems import classify  # noqa: F401
