@@ -1,0 +1,161 @@
+"""Optimizers by name from a typed config, for training systems.
+
+``OptimConfig`` holds only simple field types so that OmegaConf structured configs can wrap it; the
+optimizers are built explicitly from a fixed table of names, never from a dotted import path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from imaginate.optim.madam import IntegerMadam, Madam, reinit_zero_params
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "madam", "integer_madam")
+MULTIPLICATIVE = ("madam", "integer_madam")
+# lr used when OptimConfig.lr is None; for integer_madam this is lr_factor (integer steps per unit g_hat)
+_DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3, "adamw": 1e-3, "madam": 0.01, "integer_madam": 16.0}
+REINIT_SEED = 0  # fixed seed of reinit_zero_params in build_optimizer, so builds are deterministic
+REINIT_STD = 0.01
+
+
+def _check_name(name: str) -> None:
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optim.name: {name!r} is not one of {', '.join(OPTIMIZERS)}")
+
+
+def default_lr(name: str) -> float:
+    """The learning rate used when ``OptimConfig.lr`` is None (``lr_factor`` for integer_madam)."""
+    _check_name(name)
+    return _DEFAULT_LR[name]
+
+
+def is_multiplicative(name: str) -> bool:
+    """True for optimizers whose updates scale weights (exact zeros never move)."""
+    _check_name(name)
+    return name in MULTIPLICATIVE
+
+
+@dataclass
+class OptimConfig:
+    """Which optimizer to build and its hyper-parameters.
+
+    Args:
+        name: one of ``OPTIMIZERS``: sgd | adam | adamw | madam | integer_madam.
+        lr: learning rate; None uses :func:`default_lr` (sgd 0.1, adam/adamw 1e-3, madam 0.01).
+            For integer_madam it is ``lr_factor`` (default 16): integer steps per unit ``g_hat``.
+        weight_decay: sgd/adam/adamw only; must be 0 for madam and integer_madam.
+        momentum: sgd momentum, in [0, 1).
+        beta1, beta2: adam/adamw moment decays, in [0, 1).
+        p_scale: madam/integer_madam: weights stay within ``p_scale`` times their initial RMS.
+        g_bound: madam/integer_madam clamp on the normalised gradient; None disables it.
+        levels: integer_madam: number of LNS exponent levels (>= 2).
+        base_lr: integer_madam: LNS resolution, neighbouring levels differ by ``exp(base_lr)``.
+        reinit_zero_params: madam/integer_madam, when built from a module: re-draw all-zero
+            tensors (biases) from N(0, 0.01**2) before training, since they could never move.
+    """
+
+    name: str = "adam"
+    lr: float | None = None
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    beta1: float = 0.9
+    beta2: float = 0.999
+    p_scale: float = 3.0
+    g_bound: float | None = 10.0
+    levels: int = 4096
+    base_lr: float = 0.001
+    reinit_zero_params: bool = True
+
+    def __post_init__(self) -> None:
+        _check_name(self.name)
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"optim.lr: must be None (the optimizer's default) or > 0, got {self.lr!r}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"optim.weight_decay: must be >= 0, got {self.weight_decay!r}")
+        if self.name in MULTIPLICATIVE and self.weight_decay != 0:
+            raise ValueError(
+                f"optim.weight_decay: must be 0 for {self.name} (multiplicative updates have no weight "
+                f"decay; p_scale bounds the weights instead), got {self.weight_decay!r}"
+            )
+        for field_name in ("momentum", "beta1", "beta2"):
+            value = getattr(self, field_name)
+            if not 0 <= value < 1:
+                raise ValueError(f"optim.{field_name}: must be in [0, 1), got {value!r}")
+        if not (math.isfinite(self.p_scale) and self.p_scale > 0):
+            raise ValueError(f"optim.p_scale: must be > 0, got {self.p_scale!r}")
+        if self.g_bound is not None and not self.g_bound > 0:
+            raise ValueError(f"optim.g_bound: must be None (no clamp) or > 0, got {self.g_bound!r}")
+        if isinstance(self.levels, bool) or not isinstance(self.levels, int) or not 2 <= self.levels <= 2**31:
+            raise ValueError(f"optim.levels: must be an integer in [2, 2**31], got {self.levels!r}")
+        if not (math.isfinite(self.base_lr) and self.base_lr > 0):
+            raise ValueError(f"optim.base_lr: must be > 0, got {self.base_lr!r}")
+
+    @property
+    def resolved_lr(self) -> float:
+        """``lr``, or the optimizer's default when it is None."""
+        return default_lr(self.name) if self.lr is None else self.lr
+
+
+Params = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
+
+
+def _build_sgd(cfg: OptimConfig, params: Params) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=cfg.resolved_lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def _build_adam(cfg: OptimConfig, params: Params) -> torch.optim.Optimizer:
+    betas = (cfg.beta1, cfg.beta2)
+    return torch.optim.Adam(params, lr=cfg.resolved_lr, betas=betas, weight_decay=cfg.weight_decay)
+
+
+def _build_adamw(cfg: OptimConfig, params: Params) -> torch.optim.Optimizer:
+    betas = (cfg.beta1, cfg.beta2)
+    return torch.optim.AdamW(params, lr=cfg.resolved_lr, betas=betas, weight_decay=cfg.weight_decay)
+
+
+def _build_madam(cfg: OptimConfig, params: Params) -> torch.optim.Optimizer:
+    return Madam(params, lr=cfg.resolved_lr, p_scale=cfg.p_scale, g_bound=cfg.g_bound)
+
+
+def _build_integer_madam(cfg: OptimConfig, params: Params) -> torch.optim.Optimizer:
+    return IntegerMadam(
+        params,
+        lr_factor=cfg.resolved_lr,
+        base_lr=cfg.base_lr,
+        levels=cfg.levels,
+        p_scale=cfg.p_scale,
+        g_bound=cfg.g_bound,
+    )
+
+
+_BUILDERS: dict[str, Callable[[OptimConfig, Params], torch.optim.Optimizer]] = {
+    "sgd": _build_sgd,
+    "adam": _build_adam,
+    "adamw": _build_adamw,
+    "madam": _build_madam,
+    "integer_madam": _build_integer_madam,
+}
+
+
+def build_optimizer(cfg: OptimConfig, params_or_module: nn.Module | Params) -> torch.optim.Optimizer:
+    """Builds the optimizer named by ``cfg.name`` over a module's parameters or given params/groups.
+
+    For madam/integer_madam with ``cfg.reinit_zero_params`` and a module, all-zero parameter tensors
+    are first re-drawn from N(0, REINIT_STD**2) with a generator seeded REINIT_SEED (deterministic).
+    Plain parameter iterables are passed through untouched: call :func:`reinit_zero_params` yourself.
+    """
+    _check_name(cfg.name)
+    if isinstance(params_or_module, nn.Module):
+        if is_multiplicative(cfg.name) and cfg.reinit_zero_params:
+            generator = torch.Generator().manual_seed(REINIT_SEED)
+            reinit_zero_params(params_or_module, std=REINIT_STD, generator=generator)
+        params: Params = params_or_module.parameters()
+    else:
+        params = params_or_module
+    return _BUILDERS[cfg.name](cfg, params)
