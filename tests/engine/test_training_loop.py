@@ -8,7 +8,14 @@ import torch
 from safetensors.torch import load_file
 
 from imaginate.config import TrainConfig, build_config
-from imaginate.engine import CheckpointError, RunContext, System, TrainingDiverged, load_checkpoint, run_training
+from imaginate.engine import (
+    CheckpointError,
+    RunContext,
+    System,
+    TrainingDiverged,
+    load_checkpoint,
+    run_training,
+)
 from imaginate.engine.checkpoint import atomic_torch_save, latest_checkpoint
 from imaginate.engine.logging import read_metrics
 from imaginate.registry import SystemSpec, get_system
