@@ -178,7 +178,8 @@ def run_training(spec: SystemSpec, cfg: Any, run_dir: Path, resume: bool = False
             means = all_reduce_mean({k: v / window_steps for k, v in window.items()}, env)
             means["steps_per_s"] = window_steps / max(elapsed, 1e-9)
             for name, opt in system.optimizers.items():
-                means[f"lr_{name}"] = opt.param_groups[0]["lr"]
+                if "lr" in opt.param_groups[0]:  # IntegerMadam's groups have lr_factor instead
+                    means[f"lr_{name}"] = opt.param_groups[0]["lr"]
             logger.scalars(done, "train", means)
             shown = {k: f"{v:.4g}" for k, v in means.items() if k.endswith("loss")}
             bar.set_postfix(**shown, it_s=f"{means['steps_per_s']:.1f}")
