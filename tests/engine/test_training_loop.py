@@ -196,3 +196,11 @@ def test_run_folder_holds_config_metrics_samples_and_safetensors(tmp_path):
     assert any(p.name.startswith("events.out.tfevents") for p in (run / "tb").iterdir())
     weights = _final_weights(run)
     assert weights and all(k.startswith("classifier.") for k in weights)
+
+
+def test_integer_madam_runs_through_the_loop(tmp_path):
+    spec = get_system("classify")
+    cfg = build_config(spec.config_cls, preset="tiny", system="classify",
+                       overrides=["train.steps=200", "optim.name=integer_madam", "train.sample_every=0"])
+    metrics = run_training(spec, cfg, tmp_path / "r", progress=False)
+    assert metrics["test_acc"] > 0.5  # chance is 0.1
