@@ -1,4 +1,4 @@
-"""``imaginate`` / ``python -m imaginate``: list, train, eval, demo.
+"""``imaginate`` / ``python -m imaginate``: list, train, eval, demo, energy.
 
 Mistakes in what the user typed (config keys, presets, paths, data) exit with status 2 and one line.
 """
@@ -101,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="folder for runs and report.html (default: runs/demo)")
     p.add_argument("--only", default=None, metavar="SYSTEM", help="run one system's demo")
     p.set_defaults(func=_cmd_demo)
+
+    from imaginate.numerics.energy import add_energy_parser
+
+    add_energy_parser(sub)  # imaginate energy --model resnet18|resnet50|bert-base|bert-large
     return parser
 
 

@@ -7,7 +7,6 @@ A system's config is a dataclass whose fields are nested dataclasses (``train``,
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -168,7 +167,3 @@ def load_saved_config(schema_cls: type[T], path: Path) -> T:
         raise ConfigError(f"{path}: no saved config (is this a run directory?)")
     return build_config(schema_cls, preset=None, system="", preset_file=path)
 
-
-def replace(cfg: T, **sections: Any) -> T:
-    """A copy of ``cfg`` with whole sections or fields replaced (dataclasses.replace, re-validated)."""
-    return dataclasses.replace(cfg, **sections)
