@@ -36,7 +36,7 @@ test-slow: install fashion-mnist
 	$(PY) -m pytest -m slow
 
 lint: install
-	$(VENV)/bin/ruff check imaginate tests benchmarks
+	$(VENV)/bin/ruff check imaginate tests benchmarks scripts
 
 bench: install fashion-mnist
 	$(PY) benchmarks/madam_lr_sweep.py

@@ -1,4 +1,5 @@
-"""Optimizers: Madam and its log-number-system form IntegerMadam, plus a config-driven factory."""
+"""Optimizers: Madam, its log-number-system forms IntegerMadam and LNSMadam, low-bit weight stores for
+additive optimizers, and a config-driven factory."""
 
 from imaginate.optim.factory import (
     OPTIMIZERS,
@@ -7,15 +8,20 @@ from imaginate.optim.factory import (
     default_lr,
     is_multiplicative,
 )
+from imaginate.optim.lns_madam import LNSMadam
 from imaginate.optim.madam import IntegerMadam, Madam, reinit_zero_params
+from imaginate.optim.quantized_store import lns_store, requantize_after_step
 
 __all__ = [
     "OPTIMIZERS",
     "IntegerMadam",
+    "LNSMadam",
     "Madam",
     "OptimConfig",
     "build_optimizer",
     "default_lr",
     "is_multiplicative",
+    "lns_store",
     "reinit_zero_params",
+    "requantize_after_step",
 ]

@@ -14,12 +14,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from imaginate.optim.lns_madam import MODES as LNS_MODES
+from imaginate.optim.lns_madam import LNSMadam
 from imaginate.optim.madam import IntegerMadam, Madam, reinit_zero_params
+from imaginate.optim.quantized_store import requantize_after_step
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "madam", "integer_madam")
-MULTIPLICATIVE = ("madam", "integer_madam")
+OPTIMIZERS = ("sgd", "adam", "adamw", "madam", "integer_madam", "lns_madam")
+MULTIPLICATIVE = ("madam", "integer_madam", "lns_madam")
+STORE_OPTIMIZERS = ("sgd", "adam", "adamw")  # the ones OptimConfig.store may re-quantise
 # lr used when OptimConfig.lr is None; for integer_madam this is lr_factor (integer steps per unit g_hat)
-_DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3, "adamw": 1e-3, "madam": 0.01, "integer_madam": 16.0}
+_DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3, "adamw": 1e-3, "madam": 0.01, "integer_madam": 16.0, "lns_madam": 1 / 128}
 REINIT_SEED = 0  # fixed seed of reinit_zero_params in build_optimizer, so builds are deterministic
 REINIT_STD = 0.01
 
@@ -46,18 +50,28 @@ class OptimConfig:
     """Which optimizer to build and its hyper-parameters.
 
     Args:
-        name: one of ``OPTIMIZERS``: sgd | adam | adamw | madam | integer_madam.
-        lr: learning rate; None uses :func:`default_lr` (sgd 0.1, adam/adamw 1e-3, madam 0.01).
+        name: one of ``OPTIMIZERS``: sgd | adam | adamw | madam | integer_madam | lns_madam.
+        lr: learning rate; None uses :func:`default_lr` (sgd 0.1, adam/adamw 1e-3, madam 0.01,
+            lns_madam 1/128).
             For integer_madam it is ``lr_factor`` (default 16): integer steps per unit ``g_hat``.
-        weight_decay: sgd/adam/adamw only; must be 0 for madam and integer_madam.
+        weight_decay: sgd/adam/adamw; must be 0 for madam, integer_madam and native lns_madam.
+            For lns_madam in reference mode, > 0 selects the reference's base-e decay branch.
         momentum: sgd momentum, in [0, 1).
         beta1, beta2: adam/adamw moment decays, in [0, 1).
-        p_scale: madam/integer_madam: weights stay within ``p_scale`` times their initial RMS.
-        g_bound: madam/integer_madam clamp on the normalised gradient; None disables it.
+        p_scale: madam/integer_madam/lns_madam: weights stay within ``p_scale`` times their initial RMS.
+        g_bound: madam/integer_madam/lns_madam clamp on the normalised gradient; None disables it.
         levels: integer_madam: number of LNS exponent levels (>= 2).
         base_lr: integer_madam: LNS resolution, neighbouring levels differ by ``exp(base_lr)``.
-        reinit_zero_params: madam/integer_madam, when built from a module: re-draw all-zero
+        reinit_zero_params: madam/integer_madam/lns_madam, when built from a module: re-draw all-zero
             tensors (biases) from N(0, 0.01**2) before training, since they could never move.
+        lns_mode: lns_madam: "reference" (float weights, the public update) or "native" (the weights
+            live as LNS integers). With lr None, native mode uses ``1 / lns_gamma`` (one grid step per
+            unit of the rounded ``g_hat``) instead of 1/128; weight_decay must then be 0.
+        lns_bits: lns_madam native: bits per stored weight, in [2, 16].
+        lns_gamma: lns_madam native: LNS base factor (a power of two), base ``2 ** (1 / lns_gamma)``.
+        store: sgd/adam/adamw: the weight store, re-quantised (round to nearest) after every step:
+            "fp32" (none) or a format spec of ``imaginate.numerics.formats.parse_format``, e.g.
+            "lns8g8", "fp8_e4m3", "int8".
     """
 
     name: str = "adam"
@@ -71,6 +85,10 @@ class OptimConfig:
     levels: int = 4096
     base_lr: float = 0.001
     reinit_zero_params: bool = True
+    lns_mode: str = "reference"
+    lns_bits: int = 16
+    lns_gamma: int = 8
+    store: str = "fp32"
 
     def __post_init__(self) -> None:
         _check_name(self.name)
@@ -78,7 +96,8 @@ class OptimConfig:
             raise ValueError(f"optim.lr: must be None (the optimizer's default) or > 0, got {self.lr!r}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ValueError(f"optim.weight_decay: must be >= 0, got {self.weight_decay!r}")
-        if self.name in MULTIPLICATIVE and self.weight_decay != 0:
+        weight_decay_allowed = self.name == "lns_madam" and self.lns_mode == "reference"  # base-e branch
+        if self.name in MULTIPLICATIVE and self.weight_decay != 0 and not weight_decay_allowed:
             raise ValueError(
                 f"optim.weight_decay: must be 0 for {self.name} (multiplicative updates have no weight "
                 f"decay; p_scale bounds the weights instead), got {self.weight_decay!r}"
@@ -95,11 +114,53 @@ class OptimConfig:
             raise ValueError(f"optim.levels: must be an integer in [2, 2**31], got {self.levels!r}")
         if not (math.isfinite(self.base_lr) and self.base_lr > 0):
             raise ValueError(f"optim.base_lr: must be > 0, got {self.base_lr!r}")
+        self._check_lns_and_store()
+
+    def _check_lns_and_store(self) -> None:
+        if self.lns_mode not in LNS_MODES:
+            raise ValueError(f"optim.lns_mode: {self.lns_mode!r} is not one of {', '.join(LNS_MODES)}")
+        bits, gamma = self.lns_bits, self.lns_gamma
+        if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 16:
+            raise ValueError(f"optim.lns_bits: must be an integer in [2, 16], got {bits!r}")
+        if isinstance(gamma, bool) or not isinstance(gamma, int) or gamma < 1 or gamma & (gamma - 1):
+            raise ValueError(f"optim.lns_gamma: must be a power of two >= 1 (1, 2, 4, 8, ...), got {gamma!r}")
+        if not isinstance(self.store, str) or not self.store:
+            raise ValueError(f"optim.store: must be 'fp32' or a format spec, got {self.store!r}")
+        if self.store != "fp32":
+            if self.name not in STORE_OPTIMIZERS:
+                raise ValueError(
+                    f"optim.store: must be 'fp32' for {self.name} (a low-bit store applies to "
+                    f"{', '.join(STORE_OPTIMIZERS)}; lns_madam has lns_mode=native), got {self.store!r}"
+                )
+            store_quantizer(self.store)  # raises "optim.store: ..." for an unknown spec
 
     @property
     def resolved_lr(self) -> float:
         """``lr``, or the optimizer's default when it is None."""
-        return default_lr(self.name) if self.lr is None else self.lr
+        if self.lr is not None:
+            return self.lr
+        if self.name == "lns_madam" and self.lns_mode == "native":
+            return 1.0 / self.lns_gamma  # one grid step per unit of the rounded g_hat
+        return default_lr(self.name)
+
+
+def store_quantizer(spec: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The round-to-nearest quantizer of a weight-store format spec ("lns8g8", "fp8_e4m3", "int8", ...).
+
+    Args:
+        spec: a format spec understood by ``imaginate.numerics.formats.parse_format``.
+    """
+    from imaginate.numerics.formats import parse_format  # lazily: only runs with a low-bit store need it
+
+    try:
+        fmt = parse_format(spec)
+    except ValueError as error:
+        raise ValueError(f"optim.store: {error}") from error
+
+    def quantize(x: torch.Tensor) -> torch.Tensor:
+        return fmt.quantize(x, rounding="nearest")
+
+    return quantize
 
 
 Params = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
@@ -134,12 +195,28 @@ def _build_integer_madam(cfg: OptimConfig, params: Params) -> torch.optim.Optimi
     )
 
 
+def _build_lns_madam(cfg: OptimConfig, params: Params) -> torch.optim.Optimizer:
+    optimizer = LNSMadam(
+        params,
+        lr=cfg.resolved_lr,
+        p_scale=cfg.p_scale,
+        g_bound=cfg.g_bound,
+        weight_decay=cfg.weight_decay if cfg.weight_decay > 0 else None,
+        mode=cfg.lns_mode,
+        bits=cfg.lns_bits,
+        gamma=cfg.lns_gamma,
+    )
+    optimizer.init_store()  # native: the weights are on the LNS grid before the first forward pass
+    return optimizer
+
+
 _BUILDERS: dict[str, Callable[[OptimConfig, Params], torch.optim.Optimizer]] = {
     "sgd": _build_sgd,
     "adam": _build_adam,
     "adamw": _build_adamw,
     "madam": _build_madam,
     "integer_madam": _build_integer_madam,
+    "lns_madam": _build_lns_madam,
 }
 
 
@@ -149,6 +226,9 @@ def build_optimizer(cfg: OptimConfig, params_or_module: nn.Module | Params) -> t
     For madam/integer_madam with ``cfg.reinit_zero_params`` and a module, all-zero parameter tensors
     are first re-drawn from N(0, REINIT_STD**2) with a generator seeded REINIT_SEED (deterministic).
     Plain parameter iterables are passed through untouched: call :func:`reinit_zero_params` yourself.
+    lns_madam in native mode encodes the weights into its LNS store at once (they change to the
+    nearest grid values). With ``cfg.store`` other than "fp32" the weights are quantised to the store
+    now and after every step (:func:`~imaginate.optim.quantized_store.requantize_after_step`).
     """
     _check_name(cfg.name)
     if isinstance(params_or_module, nn.Module):
@@ -158,4 +238,7 @@ def build_optimizer(cfg: OptimConfig, params_or_module: nn.Module | Params) -> t
         params: Params = params_or_module.parameters()
     else:
         params = params_or_module
-    return _BUILDERS[cfg.name](cfg, params)
+    optimizer = _BUILDERS[cfg.name](cfg, params)
+    if cfg.store != "fp32":
+        requantize_after_step(optimizer, store_quantizer(cfg.store))
+    return optimizer
