@@ -165,7 +165,7 @@ def write_markdown(results, analysis, path: Path, plot: Path, meta: dict) -> Non
         "",
         "## Best learning rate and score per optimizer",
         "",
-        "| task | optimizer | best lr | score at best lr | default lr | score at default lr | gap |",
+        "| task | optimizer | best lr | score at best lr | default lr | score at default lr | cost of not tuning |",
         "|---|---|---|---|---|---|---|",
     ]
     findings = []
@@ -181,14 +181,23 @@ def write_markdown(results, analysis, path: Path, plot: Path, meta: dict) -> Non
             else:
                 ds = a["stats"][d]
                 dtext = fmt(*ds, higher, n)
-                g = (best[0] - ds[0]) * (100 if higher else 1) * (1 if higher else -1)
-                gap = f"{g:.1f} pts" if higher else f"{-g:+.3f} bpc"
+                # what not tuning costs: how much worse the default lr is than the best (>= 0)
+                gap = f"{100 * (best[0] - ds[0]):.1f} pts" if higher else f"{ds[0] - best[0]:.3f} bpc"
             lines.append(f"| {label.split(' · ')[0]} | {opt} | {a['best_lr']:g} | {fmt(*best, higher, n)} | "
                          f"{d if d is not None else '—'} | {dtext} | {gap} |")
     for opt in OPTIMIZERS:
         best_lrs = [f"{analysis[(t, opt)]['best_lr']:g}" for t in TASKS if (t, opt) in analysis]
         findings.append(f"- **{opt}**: best lr per task = {', '.join(best_lrs)} "
                         f"({'the same on every task' if len(set(best_lrs)) == 1 else 'it moves between tasks'}).")
+    for opt in OPTIMIZERS:
+        costs = []
+        for task, (_, _, _, higher, _) in TASKS.items():
+            a = analysis.get((task, opt))
+            if a and a["default_lr"] is not None:
+                best, ds = a["stats"][a["best_lr"]][0], a["stats"][a["default_lr"]][0]
+                costs.append(f"{100 * (best - ds):.1f} pts" if higher else f"{ds - best:.3f} bpc")
+        findings.append(f"- cost of using **{opt}**'s default lr ({DEFAULT_LR[opt]:g}) instead of its best, per task: "
+                        f"{', '.join(costs)}.")
     lines += ["", "## Findings (computed from the table)", ""] + findings
     for task, (_, _, _, higher, label) in TASKS.items():
         a = analysis.get((task, "madam"))

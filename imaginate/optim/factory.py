@@ -17,13 +17,14 @@ from torch import nn
 from imaginate.optim.lns_madam import MODES as LNS_MODES
 from imaginate.optim.lns_madam import LNSMadam
 from imaginate.optim.madam import IntegerMadam, Madam, reinit_zero_params
-from imaginate.optim.quantized_store import requantize_after_step
+from imaginate.optim.quantized_store import lns_store, requantize_after_step
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "madam", "integer_madam", "lns_madam")
 MULTIPLICATIVE = ("madam", "integer_madam", "lns_madam")
 STORE_OPTIMIZERS = ("sgd", "adam", "adamw")  # the ones OptimConfig.store may re-quantise
-# lr used when OptimConfig.lr is None; for integer_madam this is lr_factor (integer steps per unit g_hat)
-_DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3, "adamw": 1e-3, "madam": 0.01, "integer_madam": 16.0, "lns_madam": 1 / 128}
+# lr used when OptimConfig.lr is None. For integer_madam, lr is Madam's lr: lr_factor = lr / base_lr integer
+# steps per unit g_hat (the default 0.016 with base_lr 0.001 is the reference's lr_factor 16).
+_DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3, "adamw": 1e-3, "madam": 0.01, "integer_madam": 0.016, "lns_madam": 1 / 128}
 REINIT_SEED = 0  # fixed seed of reinit_zero_params in build_optimizer, so builds are deterministic
 REINIT_STD = 0.01
 
@@ -34,7 +35,7 @@ def _check_name(name: str) -> None:
 
 
 def default_lr(name: str) -> float:
-    """The learning rate used when ``OptimConfig.lr`` is None (``lr_factor`` for integer_madam)."""
+    """The learning rate used when ``OptimConfig.lr`` is None (for integer_madam: ``lr_factor * base_lr``)."""
     _check_name(name)
     return _DEFAULT_LR[name]
 
@@ -53,7 +54,8 @@ class OptimConfig:
         name: one of ``OPTIMIZERS``: sgd | adam | adamw | madam | integer_madam | lns_madam.
         lr: learning rate; None uses :func:`default_lr` (sgd 0.1, adam/adamw 1e-3, madam 0.01,
             lns_madam 1/128).
-            For integer_madam it is ``lr_factor`` (default 16): integer steps per unit ``g_hat``.
+            For integer_madam it means the same as for Madam: ``lr_factor = lr / base_lr`` integer
+            steps per unit ``g_hat`` (default 0.016, i.e. lr_factor 16 at base_lr 0.001).
         weight_decay: sgd/adam/adamw; must be 0 for madam, integer_madam and native lns_madam.
             For lns_madam in reference mode, > 0 selects the reference's base-e decay branch.
         momentum: sgd momentum, in [0, 1).
@@ -150,12 +152,16 @@ def store_quantizer(spec: str) -> Callable[[torch.Tensor], torch.Tensor]:
     Args:
         spec: a format spec understood by ``imaginate.numerics.formats.parse_format``.
     """
-    from imaginate.numerics.formats import parse_format  # lazily: only runs with a low-bit store need it
+    from imaginate.numerics.formats import LNS, parse_format  # lazily: only low-bit stores need it
 
     try:
         fmt = parse_format(spec)
     except ValueError as error:
         raise ValueError(f"optim.store: {error}") from error
+    if isinstance(fmt, LNS):
+        # A fixed LNS grid (power-of-two scale), as a hardware weight store has: with the max-abs scale
+        # the largest weight would be exact and could move freely, which flatters the baseline.
+        return lns_store(fmt.bits, fmt.gamma, fmt.per_channel, scale="pow2")
 
     def quantize(x: torch.Tensor) -> torch.Tensor:
         return fmt.quantize(x, rounding="nearest")
@@ -187,7 +193,7 @@ def _build_madam(cfg: OptimConfig, params: Params) -> torch.optim.Optimizer:
 def _build_integer_madam(cfg: OptimConfig, params: Params) -> torch.optim.Optimizer:
     return IntegerMadam(
         params,
-        lr_factor=cfg.resolved_lr,
+        lr_factor=cfg.resolved_lr / cfg.base_lr,
         base_lr=cfg.base_lr,
         levels=cfg.levels,
         p_scale=cfg.p_scale,

@@ -320,9 +320,10 @@ def test_tiny_mlp_loss_falls(name):
 
 
 def test_build_optimizer_defaults_and_reinit():
-    assert [default_lr(n) for n in OPTIMIZERS] == [0.1, 1e-3, 1e-3, 0.01, 16.0, 1 / 128]
+    assert [default_lr(n) for n in OPTIMIZERS] == [0.1, 1e-3, 1e-3, 0.01, 0.016, 1 / 128]
     assert build_optimizer(OptimConfig(name="madam"), _mlp()).param_groups[0]["lr"] == 0.01
-    assert build_optimizer(OptimConfig(name="integer_madam", lr=8.0), _mlp()).param_groups[0]["lr_factor"] == 8.0
+    opt = build_optimizer(OptimConfig(name="integer_madam", lr=0.008), _mlp())  # lr = lr_factor * base_lr
+    assert opt.param_groups[0]["lr_factor"] == pytest.approx(8.0)
 
     def zero_bias_model() -> nn.Module:
         model = _mlp()

@@ -71,10 +71,15 @@ class CharLMSystem(System):
         m = cfg.model
         model = CharTransformerLM(self.corpus.vocab_size, cfg.data.context, m.d_model, m.n_layers, m.n_heads,
                                   m.dropout)
+        model = self.transform_model(model)
         optimizer = build_optimizer(cfg.optim, model)
         self.net = ctx.prepare(model)
         self.modules = {"lm": self.net}
         self.optimizers = {"lm": optimizer}
+
+    def transform_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Hook for systems built on this one (e.g. quantised training); the default returns ``model``."""
+        return model
 
     def train_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Random windows, a pure function of (seed, step); this rank's share of them."""

@@ -111,10 +111,16 @@ class ClassifySystem(System):
                                 self.train_set.dataset.class_names)
         image, _ = self.train_set[0]
         model = build_classifier(cfg.model.name, tuple(image.shape), len(self.class_names), cfg.model.width)
+        model = self.transform_model(model)
         optimizer = build_optimizer(cfg.optim, model)  # re-initialises zero biases for madam (explicit option)
         self.net = ctx.prepare(model)
         self.modules = {"classifier": self.net}
         self.optimizers = {"classifier": optimizer}
+
+    def transform_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Hook for systems built on this one (e.g. quantised training): change the model before the
+        optimizer is built. The default returns it unchanged."""
+        return model
 
     def train_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = gather(self.train_set, self.ctx.batch_indices(step, len(self.train_set)))

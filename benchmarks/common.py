@@ -1,0 +1,65 @@
+"""Shared by the benchmark scripts: one training run in a worker process, and a pool of them."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+QUIET = ["train.eval_every=0", "train.ckpt_every=0", "train.sample_every=0", "train.log_every=0",
+         "train.device=cpu"]
+
+
+def train_once(system: str, preset: str, overrides: list[str], metric: str, run_dir: Path | None = None,
+               threads: int = 1) -> tuple[float | None, float]:
+    """Train ``system`` at ``preset`` + overrides through the engine; (final ``metric`` or None when the run
+    diverged, seconds). ``run_dir`` keeps the run (e.g. to fine-tune from it); otherwise a temp folder."""
+    import torch
+
+    torch.set_num_threads(threads)
+    from imaginate.config import build_config
+    from imaginate.engine import TrainingDiverged, run_training
+    from imaginate.registry import get_system
+
+    spec = get_system(system)
+    cfg = build_config(spec.config_cls, preset=preset, system=system, overrides=overrides + QUIET)
+    start = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            score = run_training(spec, cfg, run_dir or Path(tmp) / "run", progress=False)[metric]
+            score = score if math.isfinite(score) else None
+        except TrainingDiverged:
+            score = None
+    return score, round(time.time() - start, 2)
+
+
+def run_pool(fn: Callable[[Any], dict], jobs: Iterable[Any], workers: int, desc: str) -> list[dict]:
+    """``fn`` over ``jobs`` in ``workers`` spawned processes (1 torch thread each), with a progress bar."""
+    from tqdm import tqdm
+
+    jobs = list(jobs)
+    if workers <= 1:
+        return [fn(j) for j in tqdm(jobs, desc=desc)]
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        return list(tqdm(pool.map(fn, jobs), total=len(jobs), desc=desc))
+
+
+def mean_std(values: list[float | None], worst: float) -> tuple[float, float, int]:
+    """(mean, sample std, number diverged); a diverged run counts as ``worst``."""
+    import statistics
+
+    vals = [worst if v is None else v for v in values]
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0), sum(v is None for v in values)
+
+
+def machine_line(workers: int) -> str:
+    import platform
+
+    import torch
+
+    return f"CPU ({platform.machine()}), {workers} worker processes × 1 thread, torch {torch.__version__}"
