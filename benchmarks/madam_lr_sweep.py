@@ -138,8 +138,9 @@ def write_plot(results, analysis, path: Path) -> None:
         ax.set_xscale("log")
         ax.set_xlabel("learning rate (★ = the optimizer's default)")
         ax.set_ylabel("test top-1 %" if higher else "val bits/char (lower is better)")
-        if not higher:
-            ax.set_ylim(top=min(8.0, ax.get_ylim()[1]))
+        if not higher:  # diverged seeds (8 bits/char) make huge error bars: show the useful range
+            best = min(v[0] for o in OPTIMIZERS if (task, o) in analysis for v in analysis[(task, o)]["stats"].values())
+            ax.set_ylim(bottom=max(0.0, best - 0.5), top=8.0)
         ax.set_title(label, fontsize=9)
         ax.legend(fontsize=8)
     fig.tight_layout()
