@@ -15,10 +15,10 @@ QUIET = ["train.eval_every=0", "train.ckpt_every=0", "train.sample_every=0", "tr
          "train.device=cpu"]
 
 
-def train_once(system: str, preset: str, overrides: list[str], metric: str, run_dir: Path | None = None,
-               threads: int = 1) -> tuple[float | None, float]:
-    """Train ``system`` at ``preset`` + overrides through the engine; (final ``metric`` or None when the run
-    diverged, seconds). ``run_dir`` keeps the run (e.g. to fine-tune from it); otherwise a temp folder."""
+def train_metrics(system: str, preset: str, overrides: list[str], run_dir: Path | None = None,
+                  threads: int = 1) -> tuple[dict[str, float] | None, float]:
+    """Train ``system`` at ``preset`` + overrides through the engine: (final metrics, or None when the run
+    diverged; seconds). ``run_dir`` keeps the run (samples, weights); otherwise a temporary folder."""
     import torch
 
     torch.set_num_threads(threads)
@@ -31,11 +31,18 @@ def train_once(system: str, preset: str, overrides: list[str], metric: str, run_
     start = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            score = run_training(spec, cfg, run_dir or Path(tmp) / "run", progress=False)[metric]
-            score = score if math.isfinite(score) else None
+            metrics = run_training(spec, cfg, run_dir or Path(tmp) / "run", progress=False)
         except TrainingDiverged:
-            score = None
-    return score, round(time.time() - start, 2)
+            metrics = None
+    return metrics, round(time.time() - start, 2)
+
+
+def train_once(system: str, preset: str, overrides: list[str], metric: str, run_dir: Path | None = None,
+               threads: int = 1) -> tuple[float | None, float]:
+    """As ``train_metrics`` but only ``metric`` (None when the run diverged or the value is not finite)."""
+    metrics, seconds = train_metrics(system, preset, overrides, run_dir, threads)
+    score = None if metrics is None else metrics[metric]
+    return (score if score is not None and math.isfinite(score) else None), seconds
 
 
 def run_pool(fn: Callable[[Any], dict], jobs: Iterable[Any], workers: int, desc: str) -> list[dict]:

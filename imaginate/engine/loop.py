@@ -85,25 +85,24 @@ def _restore(system: System, ckpt: dict[str, Any], path: Path, env: DistEnv) -> 
     return int(ckpt["step"])
 
 
-def _evaluate(system: System, seed: int) -> dict[str, float]:
-    """Evaluation never disturbs the training RNG: it runs in a forked RNG with a fixed seed."""
+def _inspect(system: System, method: str, seed: int) -> Any:
+    """Run ``system.evaluate`` or ``system.sample`` in eval mode under ``no_grad`` and in a forked RNG with
+    a fixed seed, so that looking at a run never changes its training randomness."""
     devices = [system.ctx.device] if system.ctx.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), torch.no_grad():
-        torch.manual_seed(seed + 12345)
+        torch.manual_seed(seed)
         system.train(False)
-        metrics = system.evaluate()
+        out = getattr(system, method)()
         system.train(True)
-    return metrics
+    return out
+
+
+def _evaluate(system: System, seed: int) -> dict[str, float]:
+    return _inspect(system, "evaluate", seed + 12345)
 
 
 def _sample(system: System, seed: int) -> dict[str, torch.Tensor]:
-    devices = [system.ctx.device] if system.ctx.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), torch.no_grad():
-        torch.manual_seed(seed + 54321)
-        system.train(False)
-        images = system.sample()
-        system.train(True)
-    return images
+    return _inspect(system, "sample", seed + 54321)
 
 
 def _due(step: int, every: int, last: int) -> bool:

@@ -8,7 +8,7 @@ from pathlib import Path
 from imaginate.config import build_config
 from imaginate.report import ReportPart, Table
 
-DEMO_STEPS = 800
+DEMO_STEPS = 600
 
 
 def demo(out_dir: Path) -> ReportPart:

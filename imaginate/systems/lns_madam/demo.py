@@ -28,7 +28,7 @@ def demo(out_dir: Path) -> ReportPart:
     rows = []
     for i, (label, overrides) in enumerate(RUNS):
         cfg = build_config(spec.config_cls, preset="tiny", system="lns_madam", overrides=overrides + [
-            "train.steps=400", "train.eval_every=0", "train.ckpt_every=0", "train.sample_every=0",
+            "train.steps=300", "train.eval_every=0", "train.ckpt_every=0", "train.sample_every=0",
             "train.num_threads=2"])
         run_dir = out_dir / "lns_madam" / f"run{i}"
         metrics = run_training(spec, cfg, run_dir, resume=(run_dir / "checkpoints").is_dir())
@@ -37,7 +37,7 @@ def demo(out_dir: Path) -> ReportPart:
     fp32 = report.total_mj("fp32")
     energy_rows = [[name, f"{report.total_mj(name):.3g}", f"{fp32 / report.total_mj(name):.1f}x"]
                    for name in ("fp32", "fp16", "fp8", "int8", "lns")]
-    text = ("Digits MLP, 400 steps, with every Linear layer quantised: 8-bit LNS weights and activations (gamma 8), "
+    text = ("Digits MLP, 300 steps, with every Linear layer quantised: 8-bit LNS weights and activations (gamma 8), "
             "5-bit LNS activation and weight gradients (gamma 1, stochastic rounding). The weights themselves live "
             "in a B-bit LNS store with no float copy: LNS-Madam adds integers to their exponents, AdamW's update is "
             "rounded back onto the same grid after every step. The energy table is the compute-only datapath model "
