@@ -5,7 +5,7 @@ same number of steps under each setting: four adversarial losses (hinge, non-sat
 squares, WGAN-GP) and the hinge baseline with R1, without spectral norm, without EMA and with
 DiffAugment. Two seeds each. Metrics use the project's own Fashion-MNIST feature network.
 
-    python benchmarks/gan_losses.py             # ~30 min on 2 CPU cores
+    python benchmarks/gan_losses.py             # ~40 min on 1 CPU core
     python benchmarks/gan_losses.py --quick     # 1 seed, 3 settings, 60 steps (smoke test)
     python benchmarks/gan_losses.py --from-json
 """
@@ -24,7 +24,7 @@ from common import machine_line, mean_std, run_pool, train_metrics  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results"
-STEPS = 1000
+STEPS = 600
 SEEDS = (0, 1)
 FEATURES = "Fashion-MNIST features"
 

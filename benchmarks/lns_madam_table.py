@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         seeds = (0,) if args.quick else SEEDS
         scale = 0.1 if args.quick else 1.0
         start = time.time()
-        work = out / "lns_madam_pretrain"
+        work = ROOT / "runs" / "bench_lns_pretrain"  # FP32 runs to fine-tune from (not committed)
         pre = run_pool(pretrain, [(s, int(PRETRAIN_STEPS * scale), str(work)) for s in seeds], args.workers,
                        "pretrain")
         jobs = []
