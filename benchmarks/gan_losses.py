@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         names = list(SETTINGS)[:3] if args.quick else list(SETTINGS)
         seeds, steps = ((0,), 60) if args.quick else (SEEDS, STEPS)
         start = time.time()
-        work = Path("runs") / "bench_gan"
+        work = ROOT / "runs" / "bench_gan"  # the runs (samples copied next to the table; not committed)
         results = run_pool(job, [(n, s, steps, str(work)) for n in names for s in seeds], args.workers, "gan")
         meta = {"runs": len(results), "minutes": (time.time() - start) / 60, "machine": machine_line(args.workers),
                 "steps": steps, "seeds": list(seeds)}
