@@ -1,6 +1,7 @@
 """Data sets: embedded defaults that work offline, and loaders for formats users bring."""
 
 from imaginate.data.arrays import ArrayDataset
+from imaginate.data.class_split import ClassSubset, few_shot_folder, load_class_split
 from imaginate.data.digits import DIGIT_CLASS_NAMES, load_digits
 from imaginate.data.errors import DataError
 from imaginate.data.fashion_mnist import (
@@ -10,6 +11,19 @@ from imaginate.data.fashion_mnist import (
     read_idx,
 )
 from imaginate.data.image_folder import ImageFolderDataset, ImageFolderSubset, load_image_folder
+from imaginate.data.species import (
+    NUM_SPECIES,
+    SPLIT,
+    SpeciesArrays,
+    SpeciesContent,
+    SpeciesDataset,
+    SpeciesSplit,
+    facing_difference,
+    load_species,
+    render_species,
+    render_species_batch,
+    sample_content,
+)
 from imaginate.data.text import CharCorpus, load_char_corpus
 
 __all__ = [
@@ -26,4 +40,18 @@ __all__ = [
     "load_fashion_mnist",
     "load_image_folder",
     "read_idx",
+    "NUM_SPECIES",
+    "SPLIT",
+    "ClassSubset",
+    "SpeciesArrays",
+    "SpeciesContent",
+    "SpeciesDataset",
+    "SpeciesSplit",
+    "facing_difference",
+    "few_shot_folder",
+    "load_class_split",
+    "load_species",
+    "render_species",
+    "render_species_batch",
+    "sample_content",
 ]
