@@ -1,0 +1,574 @@
+"""Detection data users bring: PASCAL VOC folders (XML), COCO JSON, and precomputed proposal pickles.
+
+Nothing here downloads anything. Every malformed file raises a one-line ``DataError`` naming the
+file and the element or field at fault.
+
+Box conventions: VOC annotations are stored 1-based and inclusive; ``read_voc_annotation``
+subtracts 1 from all four coordinates (as py-faster-rcnn, detectron and wetectron do), giving
+0-based inclusive pixel indices, for which ``imaginate.metrics.detection.voc_eval``'s default
+``pixel_inclusive=True`` reproduces the devkit. COCO boxes ``[x, y, w, h]`` become continuous
+``[x, y, x + w, y + h]``. Labels are contiguous foreground indices ``0 .. C-1`` (no background).
+"""
+
+from __future__ import annotations
+
+import builtins
+import codecs
+import collections
+import functools
+import json
+import os
+import pickle
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from imaginate.data.errors import DataError
+
+ImageId = int | str
+
+VOC_CLASSES = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
+    "tvmonitor",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class VOCRecord:
+    """One VOC annotation file.
+
+    ``boxes`` are [M, 4] float32 xyxy, 0-based inclusive pixel indices (the file's 1-based values
+    minus 1); ``labels`` [M] int64 indices into the class list; ``difficult`` [M] bool.
+    """
+
+    filename: str
+    width: int
+    height: int
+    boxes: Tensor
+    labels: Tensor
+    difficult: Tensor
+
+
+def _text(element: ET.Element, tag: str, path: str, where: str) -> str:
+    child = element.find(tag)
+    if child is None or child.text is None or not child.text.strip():
+        raise DataError(f"{path}: missing <{tag}> in {where}")
+    return child.text.strip()
+
+
+def _number(element: ET.Element, tag: str, path: str, where: str) -> float:
+    text = _text(element, tag, path, where)
+    try:
+        return float(text)
+    except ValueError:
+        raise DataError(f"{path}: <{tag}> in {where} is {text!r}, not a number") from None
+
+
+def read_voc_annotation(xml_path: str, classes: Sequence[str] = VOC_CLASSES) -> VOCRecord:
+    """Parse one PASCAL VOC annotation XML file.
+
+    Class names are lower-cased and stripped before lookup. A missing ``<difficult>`` means 0 (as
+    in VOC2012 test files); a missing ``<filename>`` falls back to the XML's stem + ".jpg".
+
+    Args:
+        xml_path: the ``Annotations/<id>.xml`` file.
+        classes: the class names; a label is the index of the object's name here.
+
+    Returns:
+        a VOCRecord with 0-based inclusive boxes (VOC's 1-based coordinates minus 1).
+
+    Raises:
+        DataError: unreadable or malformed XML, a missing size or box field, a non-numeric value,
+            a box with xmax < xmin or ymax < ymin, or a class name not in ``classes``.
+    """
+    try:
+        root = ET.parse(xml_path).getroot()
+    except ET.ParseError as e:
+        raise DataError(f"{xml_path}: malformed XML: {e}") from e
+    except OSError as e:
+        raise DataError(f"cannot read VOC annotation {xml_path}: {e}") from e
+    size = root.find("size")
+    if size is None:
+        raise DataError(f"{xml_path}: missing <size> in <annotation>")
+    width, height = (
+        int(_number(size, "width", xml_path, "<size>")),
+        int(_number(size, "height", xml_path, "<size>")),
+    )
+    filename_element = root.find("filename")
+    filename = (
+        filename_element.text.strip()
+        if filename_element is not None and filename_element.text
+        else os.path.splitext(os.path.basename(xml_path))[0] + ".jpg"
+    )
+    class_index = {name.lower(): i for i, name in enumerate(classes)}
+    boxes, labels, difficult = [], [], []
+    for k, obj in enumerate(root.iter("object")):
+        where = f"<object> #{k}"
+        name = _text(obj, "name", xml_path, where).lower()
+        if name not in class_index:
+            raise DataError(
+                f"{xml_path}: {where} has unknown class name {name!r} (expected one of {', '.join(classes)})"
+            )
+        bndbox = obj.find("bndbox")
+        if bndbox is None:
+            raise DataError(f"{xml_path}: missing <bndbox> in {where}")
+        box = [
+            _number(bndbox, tag, xml_path, f"{where} <bndbox>") - 1
+            for tag in ("xmin", "ymin", "xmax", "ymax")
+        ]
+        if box[2] < box[0] or box[3] < box[1]:
+            raise DataError(f"{xml_path}: {where} has xmax < xmin or ymax < ymin: {[v + 1 for v in box]}")
+        flag = obj.find("difficult")
+        boxes.append(box)
+        labels.append(class_index[name])
+        difficult.append(flag is not None and flag.text is not None and flag.text.strip() == "1")
+    return VOCRecord(
+        filename=filename,
+        width=width,
+        height=height,
+        boxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),  # [M, 4]
+        labels=torch.tensor(labels, dtype=torch.int64),  # [M]
+        difficult=torch.tensor(difficult, dtype=torch.bool),  # [M]
+    )
+
+
+def _read_image(path: str) -> Tensor:
+    """[3, H, W] uint8 RGB."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as stored:
+            pixels = np.asarray(stored.convert("RGB"), dtype=np.uint8)  # [H, W, 3]
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise DataError(f"cannot read image {path}: {e}") from e
+    return torch.from_numpy(pixels.copy()).permute(2, 0, 1).contiguous()
+
+
+def _tags(labels: Tensor, num_classes: int) -> Tensor:
+    """[C] float32 multi-hot image-level tags from [M] labels."""
+    tags = torch.zeros(num_classes, dtype=torch.float32)
+    tags[labels] = 1.0
+    return tags
+
+
+class VOCDetection(Dataset):
+    """A PASCAL VOC folder: ``ImageSets/Main/<set>.txt``, ``Annotations/<id>.xml``, ``JPEGImages/<id>.jpg``.
+
+    The id list is read at construction; annotations and images are read lazily per item. An
+    item is a dict: ``image`` [3, H, W] uint8 RGB, ``image_id`` str, ``boxes`` [M, 4] float32
+    (0-based inclusive, see read_voc_annotation), ``labels`` [M] int64, ``difficult`` [M] bool,
+    ``tags`` [C] float32 image-level multi-hot labels, and with a proposal file ``proposals``
+    [P, 4] float32 (de-duplicated, clipped to the image, boxes under ``min_proposal_size`` px
+    dropped, in the inclusive-pixel convention). All boxes are kept, difficult ones flagged; the
+    tags come from the non-difficult objects only unless ``tags_include_difficult`` (wetectron
+    trains without difficult objects).
+
+    Args:
+        root: the VOC folder (e.g. ``VOCdevkit/VOC2007``).
+        image_set: the image-set name, e.g. "trainval" or "test".
+        classes: class names; labels index into it.
+        proposal_file: optional proposal pickle (see load_proposals); integer ids in it match
+            VOC ids by value ("000005" and 5 are the same image, as wetectron reads them).
+        min_proposal_size: proposals narrower or shorter than this (in pixels) are dropped.
+        tags_include_difficult: derive tags from difficult objects too.
+
+    Raises:
+        DataError: a missing or empty image-set file; a proposal file that does not match the ids.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        image_set: str,
+        classes: Sequence[str] = VOC_CLASSES,
+        proposal_file: str | None = None,
+        min_proposal_size: float = 2.0,
+        tags_include_difficult: bool = False,
+    ) -> None:
+        set_file = os.path.join(root, "ImageSets", "Main", f"{image_set}.txt")
+        try:
+            with open(set_file) as f:
+                ids = [line.split()[0] for line in f if line.strip()]
+        except OSError as e:
+            raise DataError(f"cannot read VOC image set {set_file}: {e}") from e
+        if not ids:
+            raise DataError(f"VOC image set {set_file} lists no images")
+        self.root = root
+        self.image_set = image_set
+        self.classes = tuple(classes)
+        self.ids: list[str] = ids
+        self.min_proposal_size = min_proposal_size
+        self.tags_include_difficult = tags_include_difficult
+        self.proposals = load_proposals(proposal_file, image_ids=ids) if proposal_file else None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def annotation_path(self, index: int) -> str:
+        return os.path.join(self.root, "Annotations", f"{self.ids[index]}.xml")
+
+    def image_path(self, index: int) -> str:
+        return os.path.join(self.root, "JPEGImages", f"{self.ids[index]}.jpg")
+
+    def record(self, index: int) -> VOCRecord:
+        """The parsed annotation of item ``index`` (no image read)."""
+        return read_voc_annotation(self.annotation_path(index), self.classes)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> dict:
+        record = self.record(index)
+        tag_labels = record.labels if self.tags_include_difficult else record.labels[~record.difficult]
+        item = {
+            "image": _read_image(self.image_path(index)),
+            "image_id": self.ids[index],
+            "boxes": record.boxes,
+            "labels": record.labels,
+            "difficult": record.difficult,
+            "tags": _tags(tag_labels, self.num_classes),
+        }
+        if self.proposals is not None:
+            item["proposals"] = preprocess_proposals(
+                self.proposals[self.ids[index]], record.width, record.height, self.min_proposal_size, True
+            )
+        return item
+
+
+def _xywh(value: Any) -> list[float]:
+    """A COCO bbox as four floats with non-negative width and height."""
+    box = [float(v) for v in value]
+    if len(box) != 4 or box[2] < 0 or box[3] < 0:
+        raise ValueError(value)
+    return box
+
+
+_EXPECTED = {int: "an integer", str: "a string", _xywh: "[x, y, w >= 0, h >= 0]"}
+
+
+def _field(entry: object, key: str, path: str, where: str, kind: Callable = int) -> Any:
+    """``kind(entry[key])``, or a DataError naming the file and the field."""
+    if not isinstance(entry, dict) or key not in entry:
+        raise DataError(f"{path}: {where} has no {key!r} field")
+    try:
+        return kind(entry[key])
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: {where}.{key} is {entry[key]!r}, not {_EXPECTED[kind]}") from None
+
+
+class COCODetection(Dataset):
+    """A COCO-style detection set: one instances JSON file and a folder of images.
+
+    The JSON is read with the standard library (no pycocotools). Category ids, sorted, map to
+    contiguous labels ``0 .. C-1`` (``category_ids[label]`` maps back). Images are sorted by id
+    and read lazily. An item is a dict: ``image`` [3, H, W] uint8, ``image_id`` int, ``boxes``
+    [M, 4] float32 continuous xyxy, ``labels`` [M] int64, ``crowd`` [M] bool, ``tags`` [C] float32
+    multi-hot from the kept boxes, and with a proposal file ``proposals`` [P, 4] (de-duplicated,
+    clipped, boxes under ``min_proposal_size`` px dropped). Crowd boxes are skipped by default
+    (for training); keep them (``skip_crowd=False``) to pass crowd flags to ``coco_ap``. Boxes with
+    zero width or height are skipped.
+
+    Args:
+        annotation_json: the instances JSON file (``images``, ``annotations``, ``categories``).
+        image_root: the folder holding each image's ``file_name``.
+        proposal_file: optional proposal pickle (see load_proposals), keyed by COCO image id.
+        skip_crowd: drop ``iscrowd`` annotations.
+        min_proposal_size: proposals narrower or shorter than this (in pixels) are dropped.
+
+    Raises:
+        DataError: unreadable JSON, a missing key or field (named, e.g. ``annotations[3].bbox``),
+            an annotation for an unknown image or category, a negative box size.
+    """
+
+    def __init__(
+        self,
+        annotation_json: str,
+        image_root: str,
+        proposal_file: str | None = None,
+        skip_crowd: bool = True,
+        min_proposal_size: float = 2.0,
+    ) -> None:
+        path = annotation_json
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DataError(f"cannot read COCO annotations {path}: {e}") from e
+        for key in ("images", "annotations", "categories"):
+            if not isinstance(data, dict) or not isinstance(data.get(key), list):
+                raise DataError(f"{path}: missing list {key!r} at the top level")
+        names = {
+            _field(c, "id", path, f"categories[{i}]"): _field(c, "name", path, f"categories[{i}]", str)
+            for i, c in enumerate(data["categories"])
+        }
+        self.category_ids: list[int] = sorted(names)
+        self.classes: tuple[str, ...] = tuple(names[c] for c in self.category_ids)
+        label_of = {c: label for label, c in enumerate(self.category_ids)}
+        self.images: dict[int, dict] = {}
+        for i, image in enumerate(data["images"]):
+            where = f"images[{i}]"
+            self.images[_field(image, "id", path, where)] = {
+                "file_name": _field(image, "file_name", path, where, str),
+                "width": _field(image, "width", path, where),
+                "height": _field(image, "height", path, where),
+                "boxes": [],
+                "labels": [],
+                "crowd": [],
+            }
+        for i, annotation in enumerate(data["annotations"]):
+            where = f"annotations[{i}]"
+            image_id = _field(annotation, "image_id", path, where)
+            category = _field(annotation, "category_id", path, where)
+            box = _field(annotation, "bbox", path, where, _xywh)
+            if image_id not in self.images:
+                raise DataError(f"{path}: {where}.image_id {image_id} is not in 'images'")
+            if category not in label_of:
+                raise DataError(f"{path}: {where}.category_id {category} is not in 'categories'")
+            crowd = bool(annotation.get("iscrowd", 0))
+            if box[2] == 0 or box[3] == 0 or (crowd and skip_crowd):
+                continue
+            entry = self.images[image_id]
+            entry["boxes"].append([box[0], box[1], box[0] + box[2], box[1] + box[3]])  # xywh -> xyxy
+            entry["labels"].append(label_of[category])
+            entry["crowd"].append(crowd)
+        self.ids: list[int] = sorted(self.images)
+        self.annotation_json = path
+        self.image_root = image_root
+        self.min_proposal_size = min_proposal_size
+        self.proposals = load_proposals(proposal_file, image_ids=self.ids) if proposal_file else None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def target(self, index: int) -> dict:
+        """Boxes, labels, crowd flags and tags of item ``index`` (no image read)."""
+        entry = self.images[self.ids[index]]
+        labels = torch.tensor(entry["labels"], dtype=torch.int64)  # [M]
+        return {
+            "image_id": self.ids[index],
+            "boxes": torch.tensor(entry["boxes"], dtype=torch.float32).reshape(-1, 4),  # [M, 4]
+            "labels": labels,
+            "crowd": torch.tensor(entry["crowd"], dtype=torch.bool),  # [M]
+            "tags": _tags(labels, self.num_classes),  # [C]
+        }
+
+    def __getitem__(self, index: int) -> dict:
+        entry = self.images[self.ids[index]]
+        item = {"image": _read_image(os.path.join(self.image_root, entry["file_name"])), **self.target(index)}
+        if self.proposals is not None:
+            item["proposals"] = preprocess_proposals(
+                self.proposals[self.ids[index]],
+                entry["width"],
+                entry["height"],
+                self.min_proposal_size,
+                False,
+            )
+        return item
+
+
+@functools.cache
+def _allowed_globals() -> dict[tuple[str, str], object]:
+    """The only globals a proposal pickle may name: numpy array/scalar rebuilders and plain types."""
+    try:  # numpy >= 2 (numpy 1.x pickles name numpy.core, numpy 2.x pickles numpy._core)
+        from numpy._core import multiarray, numeric
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core import multiarray, numeric
+    allowed: dict[tuple[str, str], object] = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): codecs.encode,  # protocol-2 pickles store bytes this way
+        ("collections", "OrderedDict"): collections.OrderedDict,
+        ("detectron2.structures.boxes", "BoxMode"): int,  # the enum member becomes its value
+    }
+    for package in ("numpy.core", "numpy._core"):
+        allowed[(f"{package}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        allowed[(f"{package}.multiarray", "scalar")] = multiarray.scalar
+        allowed[(f"{package}.numeric", "_frombuffer")] = numeric._frombuffer  # protocol 5
+    for name in ("list", "dict", "tuple", "set", "frozenset", "int", "float", "complex", "str", "bytes",
+                 "bytearray", "bool", "slice", "range"):  # fmt: skip
+        allowed[("builtins", name)] = allowed[("__builtin__", name)] = getattr(builtins, name)  # py2 name
+    return allowed
+
+
+class _RefusedGlobal(pickle.UnpicklingError):
+    """A pickle named a global outside the allowed list."""
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """An Unpickler that refuses every global outside ``_allowed_globals`` (no code execution)."""
+
+    def find_class(self, module: str, name: str) -> object:
+        allowed = _allowed_globals().get((module, name))
+        if allowed is None:
+            raise _RefusedGlobal(f"global {module}.{name} is not allowed")
+        return allowed
+
+
+def _plain_id(value: object) -> ImageId:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bytes):
+        value = value.decode("latin1")
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError(f"image id {value!r} is neither an integer nor a string")
+    return value
+
+
+def _as_boxes(value: object, path: str, image_id: ImageId, xywh: bool) -> Tensor:
+    try:
+        array = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise DataError(f"{path}: boxes for image id {image_id!r} are not numbers: {e}") from None
+    if array.size == 0:
+        array = array.reshape(0, 4)
+    if array.ndim != 2 or array.shape[1] != 4:
+        raise DataError(
+            f"{path}: boxes for image id {image_id!r} have shape {list(array.shape)}, expected [P, 4]"
+        )
+    boxes = torch.from_numpy(array.copy())  # [P, 4]
+    if xywh:
+        boxes[:, 2:] += boxes[:, :2]
+    return boxes
+
+
+def _match_key(image_id: ImageId) -> ImageId:
+    """VOC ids "000005" and pickle ids 5 name the same image."""
+    return int(image_id) if isinstance(image_id, str) and image_id.isdigit() else image_id
+
+
+def load_proposals(path: str, image_ids: Iterable[ImageId] | None = None) -> dict[ImageId, Tensor]:
+    """Read a proposal pickle as detectron, detectron2 and wetectron write them.
+
+    Two layouts are read. (1) Parallel lists, the detectron/wetectron layout: a dict with
+    ``"boxes"``, a list (or object array) of [P_i, 4] arrays, and ``"indexes"`` or ``"ids"``, the
+    image id of each entry; ``"scores"`` / ``"objectness_logits"`` may be present and are ignored
+    (wetectron ignores them too); detectron2's optional ``"bbox_mode"`` may be 0 (XYXY_ABS, the
+    default) or 1 (XYWH_ABS, converted). (2) A dict form: ``{image_id: [P, 4] array}``. Boxes are
+    xyxy in the image's pixels; integer and string ids are kept as they are.
+
+    Unpickling can execute code, so a restricted Unpickler is used: it accepts only numpy's array,
+    dtype and scalar rebuilders, ``collections.OrderedDict``, plain builtin containers and numbers
+    (and maps detectron2's ``BoxMode`` to its integer); anything else (e.g. ``os.system``) is
+    refused with a DataError. Python 2 pickles load with ``encoding="latin1"``.
+
+    Args:
+        path: the ``.pkl`` file.
+        image_ids: the data set's ids; when given, every file id must be one of them (a digit
+            string like VOC's "000005" also matches the integer 5), every data set id must have
+            proposals, and the result is keyed by the data set's ids.
+
+    Returns:
+        ``{image_id: [P, 4] float32 xyxy}``, unprocessed (see preprocess_proposals).
+
+    Raises:
+        DataError: an unreadable or refused pickle, an unknown layout, mismatched list lengths,
+            boxes not shaped [P, 4], duplicate ids, or ids that do not match ``image_ids``.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = _NumpyOnlyUnpickler(f, encoding="latin1").load()
+    except _RefusedGlobal as e:
+        raise DataError(
+            f"{path}: refusing to unpickle proposals: {e} (only numpy arrays, lists, dicts, numbers)"
+        ) from e
+    except (
+        pickle.UnpicklingError,
+        OSError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        LookupError,
+    ) as e:
+        raise DataError(f"cannot read proposal file {path}: {e}") from e
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a dict of proposals, got {type(data).__name__}")
+    proposals: dict[ImageId, Tensor] = {}
+    if "boxes" in data:
+        id_key = "indexes" if "indexes" in data else "ids" if "ids" in data else None
+        if id_key is None:
+            raise DataError(f"{path}: has 'boxes' but neither 'indexes' nor 'ids'")
+        mode = data.get("bbox_mode", 0)
+        if mode not in (0, 1):
+            raise DataError(f"{path}: bbox_mode {mode!r} is not 0 (XYXY_ABS) or 1 (XYWH_ABS)")
+        try:
+            boxes, ids = list(data["boxes"]), list(data[id_key])
+        except TypeError as e:
+            raise DataError(f"{path}: 'boxes' and {id_key!r} must be sequences: {e}") from None
+        if len(boxes) != len(ids):
+            raise DataError(f"{path}: {len(boxes)} entries in 'boxes' but {len(ids)} in {id_key!r}")
+        pairs = list(zip(ids, boxes))
+    else:
+        mode, id_key, pairs = 0, "key", list(data.items())
+    for raw_id, raw_boxes in pairs:
+        try:
+            image_id = _plain_id(raw_id)
+        except TypeError as e:
+            raise DataError(f"{path}: {id_key}: {e}") from None
+        if image_id in proposals:
+            raise DataError(f"{path}: image id {image_id!r} appears twice")
+        proposals[image_id] = _as_boxes(raw_boxes, path, image_id, xywh=mode == 1)
+    if image_ids is None:
+        return proposals
+    by_key = {_match_key(image_id): image_id for image_id in image_ids}
+    matched: dict[ImageId, Tensor] = {}
+    for file_id, boxes in proposals.items():
+        if _match_key(file_id) not in by_key:
+            raise DataError(f"{path}: proposals for image id {file_id!r}, which is not in the data set")
+        matched[by_key[_match_key(file_id)]] = boxes
+    missing = [image_id for image_id in by_key.values() if image_id not in matched]
+    if missing:
+        raise DataError(
+            f"{path}: no proposals for image id {missing[0]!r} ({len(missing)} data set images have none)"
+        )
+    return matched
+
+
+def first_unique_rows(rows: Tensor) -> Tensor:
+    """[K] sorted indices of the first occurrence of each distinct row of a [P, D] tensor."""
+    if rows.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.int64)
+    _, inverse = torch.unique(rows, dim=0, return_inverse=True)  # [P] group of each row
+    first = torch.full((int(inverse.max()) + 1,), rows.shape[0], dtype=torch.int64)
+    first = first.scatter_reduce(0, inverse, torch.arange(rows.shape[0]), reduce="amin")
+    return first.sort().values
+
+
+def preprocess_proposals(
+    boxes: Tensor, width: int, height: int, min_size: float = 2.0, pixel_inclusive: bool = False
+) -> Tensor:
+    """Clip proposals to the image, drop duplicates and boxes under ``min_size`` pixels (wetectron's steps).
+
+    Boxes equal after rounding to whole pixels are duplicates (the first is kept; order is kept).
+    De-duplication runs after clipping, so boxes that clip to the same box count once.
+
+    Args:
+        boxes: [P, 4] xyxy.
+        width: image width in pixels.
+        height: image height in pixels.
+        min_size: the smallest width and height kept, in pixels.
+        pixel_inclusive: coordinates are inclusive pixel indices (VOC: clip to W - 1, width
+            x2 - x1 + 1); False: continuous (clip to W, width x2 - x1).
+
+    Returns:
+        [P', 4] float32, P' <= P.
+    """
+    one = 1.0 if pixel_inclusive else 0.0
+    clipped = boxes.reshape(-1, 4).float().clone()
+    clipped[:, 0::2] = clipped[:, 0::2].clamp(0, width - one)
+    clipped[:, 1::2] = clipped[:, 1::2].clamp(0, height - one)
+    unique = clipped[first_unique_rows(clipped.round())]
+    sizes = unique[:, 2:] - unique[:, :2] + one  # [P', 2] width, height
+    return unique[(sizes >= min_size).all(dim=1)]
