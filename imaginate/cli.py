@@ -1,4 +1,4 @@
-"""``imaginate`` / ``python -m imaginate``: list, train, eval, demo, energy.
+"""``imaginate`` / ``python -m imaginate``: list, train, eval, demo, energy, translate.
 
 Mistakes in what the user typed (config keys, presets, paths, data) exit with status 2 and one line.
 """
@@ -105,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     from imaginate.numerics.energy import add_energy_parser
 
     add_energy_parser(sub)  # imaginate energy --model resnet18|resnet50|bert-base|bert-large
+
+    from imaginate.systems.coco_funit.translate import add_translate_parser
+
+    add_translate_parser(sub)  # imaginate translate --checkpoint RUN --content IMG --style IMG ...
     return parser
 
 

@@ -1,0 +1,475 @@
+"""Few-shot evaluation of COCO-FUNIT / FUNIT on unseen classes, with offline helper networks.
+
+For each K in ``eval.shots`` and each unseen class u, ``translations_per_class`` content images of
+seen classes are translated with K random example images of u (the same contents for every class
+and both models, so the numbers are paired). Metrics (a flat dict of floats):
+
+- ``pacc_k{K}``: share of translations that a species classifier trained on ALL classes (seen and
+  unseen, real images) assigns to u; ``pacc_real``: its accuracy on the real unseen images.
+- ``mfid_k{K}``: per-unseen-class FID between the translations and the real images of u, averaged
+  over classes, in the features of a pluggable extractor (default: the classifier's penultimate
+  layer, labelled ``FEATURES`` = "species-classifier features"; only comparable within that space and
+  at the same sample counts: small counts bias FID upwards).
+- species only (content known): ``iou_content_k{K}``: IoU between the content image's true mask and
+  the translation's foreground as predicted by a small segmentation net trained on species images;
+  ``iou_target_k{K}``: IoU of that prediction with the true mask of the ideal output (u rendered with
+  the content's pose: ``render_species(u, content)``); ``iou_real``: the mask net's IoU on real content
+  images (its own accuracy).
+- species only: the same PAcc and IoUs stratified by the facing difference between the content pose
+  and the style examples' poses (mean over the K examples), in ``POSE_BINS``:
+  ``pacc_k{K}_pose_lt30``, ``iou_content_k{K}_pose_30to90``, ..., with ``count_k{K}_pose_*``; an
+  empty bin gives NaN. The paper's claim: COCO-FUNIT keeps the content pose better than FUNIT when
+  the poses differ strongly (high ``iou_content`` in the ``gt90`` bin).
+
+The helper networks train deterministically (fixed seeds) and are cached in memory and, with
+``eval.cache_dir``, on disk (state dicts, loaded with ``weights_only=True``).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from imaginate.data import (
+    SPLIT,
+    ClassSubset,
+    DataError,
+    SpeciesDataset,
+    facing_difference,
+    few_shot_folder,
+    load_species,
+    render_species_batch,
+)
+from imaginate.engine.checkpoint import atomic_torch_save
+from imaginate.metrics import FeatureExtractor, extract_stats, fid_from_stats
+
+if TYPE_CHECKING:  # the system imports this module lazily; no import cycle at run time
+    from imaginate.systems.coco_funit.system import COCOFUNITSystem
+
+FEATURES = "species-classifier features"
+POSE_BINS = (("lt30", 0.0, 30.0), ("30to90", 30.0, 90.0), ("gt90", 90.0, 180.001))  # degrees, [low, high)
+HELPER_SEED, CONTENT_SEED, STYLE_SEED = 101, 202, 303  # offsets from data.seed: fresh draws, not training's
+
+# ------------------------------------------------------------------ helper networks
+
+
+def _conv(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.ReLU())
+
+
+class SpeciesClassifier(nn.Module):
+    """A small CNN: four 3x3 conv stages (three 2x max-pools), global average pool, linear head.
+
+    Args:
+        num_classes: classes of the head.
+        channels: image channels.
+        width: channels of the first stage (then 2x, 4x, 4x); features have ``4 * width`` dims.
+    """
+
+    def __init__(self, num_classes: int, channels: int = 3, width: int = 16) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            _conv(channels, width), nn.MaxPool2d(2), _conv(width, 2 * width), nn.MaxPool2d(2),
+            _conv(2 * width, 4 * width), nn.MaxPool2d(2), _conv(4 * width, 4 * width),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )  # fmt: skip
+        self.head = nn.Linear(4 * width, num_classes)
+
+    def features(self, images: Tensor) -> Tensor:
+        """``[N, C, H, W]`` in [0, 1] -> penultimate features ``[N, 4 * width]``."""
+        return self.body(images * 2 - 1)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """``[N, C, H, W]`` in [0, 1] -> logits ``[N, num_classes]``."""
+        return self.head(self.features(images))
+
+
+class MaskNet(nn.Module):
+    """A two-level U-Net: image ``[N, C, H, W]`` in [0, 1] -> foreground logits ``[N, 1, H, W]`` (H % 4 == 0).
+
+    Args:
+        channels: image channels.
+        width: channels at full resolution (2x and 4x below).
+    """
+
+    def __init__(self, channels: int = 3, width: int = 16) -> None:
+        super().__init__()
+        self.enc1 = nn.Sequential(_conv(channels, width), _conv(width, width))
+        self.enc2 = nn.Sequential(nn.MaxPool2d(2), _conv(width, 2 * width), _conv(2 * width, 2 * width))
+        self.bottom = nn.Sequential(nn.MaxPool2d(2), _conv(2 * width, 4 * width))
+        self.dec2 = _conv(6 * width, 2 * width)
+        self.dec1 = nn.Sequential(_conv(3 * width, width), nn.Conv2d(width, 1, 1))
+
+    def forward(self, images: Tensor) -> Tensor:
+        e1 = self.enc1(images * 2 - 1)  # [N, w, H, W]
+        e2 = self.enc2(e1)  # [N, 2w, H/2, W/2]
+        up = F.interpolate(self.bottom(e2), scale_factor=2.0, mode="nearest")  # [N, 4w, H/2, W/2]
+        d2 = self.dec2(torch.cat([up, e2], dim=1))
+        return self.dec1(torch.cat([F.interpolate(d2, scale_factor=2.0, mode="nearest"), e1], dim=1))
+
+
+class ClassifierFeatureExtractor(nn.Module):
+    """A FeatureExtractor (``name``, images in [0, 1] -> ``[N, D]``) around a SpeciesClassifier."""
+
+    def __init__(self, classifier: SpeciesClassifier, name: str = FEATURES) -> None:
+        super().__init__()
+        self.classifier = classifier
+        self.name = name
+
+    @torch.no_grad()
+    def forward(self, images: Tensor) -> Tensor:
+        return self.classifier.features(images)
+
+
+def _fit(net: nn.Module, loss_fn: Callable[[Tensor], Tensor], num_items: int, steps: int, batch_size: int,
+         lr: float, seed: int) -> nn.Module:
+    """Adam on ``loss_fn(indices)`` for ``steps`` random batches drawn from a generator seeded by ``seed``
+    (gradients on even inside the engine's ``no_grad`` evaluation)."""
+    gen = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    net.train()
+    with torch.enable_grad():
+        for _ in range(steps):
+            idx = torch.randint(0, num_items, (min(batch_size, num_items),), generator=gen)
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(idx).backward()
+            optimizer.step()
+    return net.eval().requires_grad_(False)
+
+
+def _augment(images: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Random horizontal flips (species are mirror-symmetric as a class) and slight noise; -> (images, flipped)."""
+    flip = torch.rand(images.shape[0], generator=gen) < 0.5  # [B]
+    noise = 0.03 * torch.randn(images.shape, generator=gen)
+    out = torch.where(flip[:, None, None, None].to(images.device), images.flip(-1), images)
+    return (out + noise.to(images.device)).clamp(0, 1), flip
+
+
+def train_species_classifier(images: Tensor, labels: Tensor, num_classes: int, steps: int = 400,
+                             batch_size: int = 64, lr: float = 2e-3, width: int = 16, seed: int = 0,
+                             device: str | torch.device = "cpu") -> SpeciesClassifier:
+    """Train a SpeciesClassifier on real images (deterministic for a seed on CPU).
+
+    Args:
+        images: ``[N, C, H, W]`` float32 in [0, 1].
+        labels: ``[N]`` int64 in [0, num_classes).
+        num_classes: classes of the head.
+        steps: Adam steps.
+        batch_size: images per step.
+        lr: Adam learning rate.
+        width: see SpeciesClassifier.
+        seed: seeds the initial weights, the batches and the augmentation.
+        device: where to train.
+
+    Returns:
+        the trained classifier in eval mode without gradients.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = SpeciesClassifier(num_classes, images.shape[1], width).to(device)
+    gen = torch.Generator().manual_seed(seed + 1)
+
+    def loss(idx: Tensor) -> Tensor:
+        batch, _ = _augment(images[idx].to(device), gen)
+        return F.cross_entropy(net(batch), labels[idx].to(device))
+
+    _fit(net, loss, images.shape[0], steps, batch_size, lr, seed + 2)
+    return net
+
+
+def train_mask_net(images: Tensor, masks: Tensor, steps: int = 400, batch_size: int = 32, lr: float = 2e-3,
+                   width: int = 16, seed: int = 0, device: str | torch.device = "cpu") -> MaskNet:
+    """Train a MaskNet (image -> foreground mask) with binary cross-entropy (deterministic for a seed on CPU).
+
+    Args:
+        images: ``[N, C, H, W]`` float32 in [0, 1].
+        masks: ``[N, H, W]`` bool foreground masks.
+        steps: Adam steps.
+        batch_size: images per step.
+        lr: Adam learning rate.
+        width: see MaskNet.
+        seed: seeds the initial weights, the batches and the augmentation.
+        device: where to train.
+
+    Returns:
+        the trained net in eval mode without gradients.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = MaskNet(images.shape[1], width).to(device)
+    gen = torch.Generator().manual_seed(seed + 1)
+
+    def loss(idx: Tensor) -> Tensor:
+        batch, flip = _augment(images[idx].to(device), gen)
+        target = masks[idx].to(device)[:, None].float()  # [B, 1, H, W]
+        target = torch.where(flip[:, None, None, None].to(device), target.flip(-1), target)
+        return F.binary_cross_entropy_with_logits(net(batch), target)
+
+    _fit(net, loss, images.shape[0], steps, batch_size, lr, seed + 2)
+    return net
+
+
+_HELPERS: dict[str, nn.Module] = {}
+
+
+def cached_helper(kind: str, key: dict, train: Callable[[], nn.Module], empty: Callable[[], nn.Module],
+                  cache_dir: str = "") -> nn.Module:
+    """A helper network from the memory cache, else from ``cache_dir`` (if set), else ``train()``-ed and
+    stored in both.
+
+    Args:
+        kind: a file-name prefix, e.g. "species_classifier".
+        key: everything the trained weights depend on (JSON-serialisable); hashed into the file name.
+        train: builds and trains the network.
+        empty: builds an untrained network of the same shape (to load a cached state dict into).
+        cache_dir: a folder for ``<kind>-<hash>.pt`` files ("" = memory only).
+    """
+    text = json.dumps({"kind": kind, "torch": torch.__version__, **key}, sort_keys=True)
+    name = f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+    if name in _HELPERS:
+        return _HELPERS[name]
+    path = Path(cache_dir) / f"{name}.pt" if cache_dir else None
+    if path is not None and path.is_file():
+        net = empty()
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        device = key.get("device", "cpu")
+        net = net.to(device).eval().requires_grad_(False)
+    else:
+        net = train()
+        if path is not None:
+            atomic_torch_save({k: v.cpu() for k, v in net.state_dict().items()}, path)
+    _HELPERS[name] = net
+    return net
+
+
+# ------------------------------------------------------------------ evaluation data
+
+
+@dataclass(eq=False)
+class FewShotEvalData:
+    """What the few-shot metrics need; masks and poses only for species (else None).
+
+    ``helper_*`` train the helper nets (all classes, ids in [0, num_classes)); ``content_*`` are seen
+    classes' images to translate; ``style_*`` the unseen classes' images (style examples and the mFID
+    reference), ``style_labels`` in the same id space.
+    """
+
+    name: str  # identifies the data in cache keys
+    num_classes: int
+    unseen: list[int]
+    helper_images: Tensor  # [N, C, H, W] in [0, 1]
+    helper_labels: Tensor  # [N]
+    content_images: Tensor  # [M, C, H, W]
+    style_images: Tensor  # [U * R, C, H, W]
+    style_labels: Tensor  # [U * R]
+    helper_masks: Tensor | None = None  # [N, H, W] bool
+    content_masks: Tensor | None = None  # [M, H, W] bool
+    content_poses: Tensor | None = None  # [M, 5]
+    content_backgrounds: Tensor | None = None  # [M] int64
+    style_poses: Tensor | None = None  # [U * R, 5]
+
+
+@functools.lru_cache(maxsize=4)
+def species_eval_data(size: int, seed: int, contents: int, real_per_class: int, helper_per_class: int
+                      ) -> FewShotEvalData:
+    """Species evaluation data: fresh contents of seen species, unseen species' images, all species for helpers."""
+    helper = load_species("all", helper_per_class, size, seed + HELPER_SEED).prerender()  # labels = species ids
+    per_species = math.ceil(contents / len(SPLIT.seen))
+    content = SpeciesDataset(SPLIT.seen, per_species, size, seed + CONTENT_SEED).prerender()
+    order = torch.randperm(len(content.labels), generator=torch.Generator().manual_seed(seed))[:contents]
+    style = load_species("unseen", real_per_class, size, seed + STYLE_SEED).prerender()
+    return FewShotEvalData(
+        name=f"species-{size}-{seed}-{helper_per_class}", num_classes=len(helper.class_names),
+        unseen=list(SPLIT.unseen), helper_images=helper.images, helper_labels=helper.labels,
+        content_images=content.images[order], style_images=style.images, style_labels=style.species,
+        helper_masks=helper.masks, content_masks=content.masks[order], content_poses=content.poses[order],
+        content_backgrounds=content.background_seeds[order], style_poses=style.poses,
+    )  # fmt: skip
+
+
+def folder_eval_data(root: str, split_file: str, size: int, channels: int, seed: int, contents: int,
+                     real_per_class: int, helper_per_class: int) -> FewShotEvalData:
+    """Image-folder evaluation data: seen classes get ids [0, S), unseen [S, S + U); at most the first
+    ``*_per_class`` images of each class are read."""
+    seen, unseen = few_shot_folder(root, split_file, size, channels)
+
+    def first(subset: ClassSubset, per_class: int) -> tuple[Tensor, Tensor]:
+        labels = subset.labels
+        rows = torch.cat([torch.nonzero(labels == c).flatten()[:per_class] for c in range(subset.num_classes)])
+        return torch.stack([subset[int(i)][0] for i in rows]), labels[rows]
+
+    seen_images, seen_labels = first(seen, helper_per_class)
+    style_images, style_labels = first(unseen, real_per_class)
+    style_labels = style_labels + seen.num_classes
+    order = torch.randperm(seen_images.shape[0], generator=torch.Generator().manual_seed(seed))[:contents]
+    helper_unseen = torch.cat([torch.nonzero(style_labels == c).flatten()[:helper_per_class]
+                               for c in range(seen.num_classes, seen.num_classes + unseen.num_classes)])
+    return FewShotEvalData(
+        name=f"folder-{root}-{split_file}-{size}-{helper_per_class}-{real_per_class}",
+        num_classes=seen.num_classes + unseen.num_classes,
+        unseen=list(range(seen.num_classes, seen.num_classes + unseen.num_classes)),
+        helper_images=torch.cat([seen_images, style_images[helper_unseen]]),
+        helper_labels=torch.cat([seen_labels, style_labels[helper_unseen]]),
+        content_images=seen_images[order], style_images=style_images, style_labels=style_labels,
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------ metrics
+
+
+def mask_iou(predicted: Tensor, target: Tensor) -> Tensor:
+    """Per-image IoU ``[N]`` of bool masks ``[N, H, W]`` (1 where both are empty)."""
+    inter = (predicted & target).flatten(1).sum(1).double()
+    union = (predicted | target).flatten(1).sum(1).double()
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+
+
+@torch.no_grad()
+def _batched(fn: Callable[[Tensor], Tensor], images: Tensor, batch_size: int, device: torch.device) -> Tensor:
+    return torch.cat([fn(chunk.to(device)).cpu() for chunk in images.split(batch_size)])
+
+
+def few_shot_metrics(translate: Callable[[Tensor, Tensor], Tensor], data: FewShotEvalData,
+                     classifier: SpeciesClassifier, shots: list[int], per_class: int,
+                     extractor: FeatureExtractor | None = None, mask_net: MaskNet | None = None,
+                     batch_size: int = 50, seed: int = 0) -> dict[str, float]:
+    """The metrics of the module docstring.
+
+    Args:
+        translate: ``(content [N, C, H, W], style [N, K, C, H, W])`` in [0, 1] -> ``[N, C, H, W]`` in [0, 1].
+        data: the evaluation images.
+        classifier: trained on all classes (``data.num_classes``), for PAcc.
+        shots: the K values.
+        per_class: translations per unseen class and K (contents cycle through ``data.content_images``).
+        extractor: mFID features (default: the classifier's penultimate layer, ``FEATURES``).
+        mask_net: the foreground segmenter (IoU metrics need it and ``data.content_masks``).
+        batch_size: images per forward pass of the helper nets.
+        seed: seeds the choice of style examples.
+    """
+    device = next(classifier.parameters()).device
+    extractor = extractor if extractor is not None else ClassifierFeatureExtractor(classifier)
+    gen = torch.Generator().manual_seed(seed)
+    out: dict[str, float] = {}
+    predicted = _batched(classifier, data.style_images, batch_size, device).argmax(1)
+    out["pacc_real"] = float((predicted == data.style_labels).double().mean())
+    with_masks = mask_net is not None and data.content_masks is not None
+    if with_masks:
+        assert mask_net is not None and data.content_masks is not None
+        real_masks = _batched(mask_net, data.content_images, batch_size, device)[:, 0] > 0
+        out["iou_real"] = float(mask_iou(real_masks, data.content_masks).mean())
+    contents = torch.arange(per_class) % data.content_images.shape[0]  # [n]
+    for k in shots:
+        correct, fids, iou_content, iou_target, pose_diff = [], [], [], [], []
+        for u in data.unseen:
+            pool = torch.nonzero(data.style_labels == u).flatten()
+            if pool.numel() < max(k, 2):
+                raise DataError(f"unseen class {u} has {pool.numel()} evaluation images; K={k} needs at least {max(k, 2)}")
+            picks = torch.stack([pool[torch.randperm(pool.numel(), generator=gen)[:k]] for _ in range(per_class)])
+            fake = translate(data.content_images[contents], data.style_images[picks])  # [n, C, H, W]
+            correct.append(_batched(classifier, fake, batch_size, device).argmax(1) == u)
+            real_stats = extract_stats(data.style_images[pool], extractor, batch_size, max_kept=0, device=device)
+            fake_stats = extract_stats(fake, extractor, batch_size, max_kept=0, device=device)
+            fids.append(fid_from_stats(real_stats, fake_stats))
+            if with_masks:
+                assert mask_net is not None and data.content_masks is not None
+                assert data.content_poses is not None and data.content_backgrounds is not None
+                foreground = _batched(mask_net, fake, batch_size, device)[:, 0] > 0  # [n, H, W]
+                iou_content.append(mask_iou(foreground, data.content_masks[contents]))
+                _, ideal = render_species_batch([u] * per_class, data.content_poses[contents],
+                                                data.content_backgrounds[contents], fake.shape[-1])
+                iou_target.append(mask_iou(foreground, ideal))
+            if data.content_poses is not None and data.style_poses is not None:
+                diff = facing_difference(data.content_poses[contents][:, None], data.style_poses[picks])  # [n, K]
+                pose_diff.append(diff.mean(1))
+        hits = torch.cat(correct).double()
+        out[f"pacc_k{k}"] = float(hits.mean())
+        out[f"mfid_k{k}"] = sum(fids) / len(fids)
+        ious = {"iou_content": torch.cat(iou_content), "iou_target": torch.cat(iou_target)} if with_masks else {}
+        for name, values in ious.items():
+            out[f"{name}_k{k}"] = float(values.mean())
+        if pose_diff:
+            diffs = torch.cat(pose_diff)
+            for label, low, high in POSE_BINS:
+                members = (diffs >= low) & (diffs < high)
+                out[f"count_k{k}_pose_{label}"] = float(members.sum())
+                for name, values in {"pacc": hits, **ious}.items():
+                    out[f"{name}_k{k}_pose_{label}"] = float(values[members].mean()) if members.any() else math.nan
+    return out
+
+
+def helper_networks(data: FewShotEvalData, classifier_steps: int, mask_net_steps: int, seed: int,
+                    device: torch.device, cache_dir: str = "") -> tuple[SpeciesClassifier, MaskNet | None]:
+    """The species classifier (all classes) and, when the data have masks, the mask net; cached."""
+    common = {"data": data.name, "seed": seed, "device": str(device), "images": int(data.helper_images.shape[0])}
+    classifier = cached_helper(
+        "species_classifier", {**common, "steps": classifier_steps, "classes": data.num_classes},
+        lambda: train_species_classifier(data.helper_images, data.helper_labels, data.num_classes,
+                                         classifier_steps, seed=seed, device=device),
+        lambda: SpeciesClassifier(data.num_classes, data.helper_images.shape[1]), cache_dir)
+    mask_net = None
+    if data.helper_masks is not None:
+        masks = data.helper_masks
+        mask_net = cached_helper(
+            "mask_net", {**common, "steps": mask_net_steps},
+            lambda: train_mask_net(data.helper_images, masks, mask_net_steps, seed=seed, device=device),
+            lambda: MaskNet(data.helper_images.shape[1]), cache_dir)
+    return classifier, mask_net  # type: ignore[return-value]
+
+
+def system_eval_data(system: COCOFUNITSystem) -> FewShotEvalData:
+    """The evaluation data of a system's config (species: cached in memory)."""
+    cfg, m = system.cfg, system.cfg.model
+    e = cfg.eval
+    if cfg.data.name == "species":
+        return species_eval_data(m.image_size, cfg.data.seed, e.translations_per_class, e.real_per_class,
+                                 e.helper_images_per_class)
+    assert cfg.data.root is not None and cfg.data.split_file is not None  # checked by the config
+    return folder_eval_data(cfg.data.root, cfg.data.split_file, m.image_size, m.image_channels, cfg.data.seed,
+                            e.translations_per_class, e.real_per_class, e.helper_images_per_class)
+
+
+def evaluate_system(system: COCOFUNITSystem, extractor: FeatureExtractor | None = None) -> dict[str, float]:
+    """Few-shot metrics of a system's evaluation generator (see the module docstring).
+
+    Args:
+        system: the trained system (its ``cfg.eval`` sets K, sample counts and helper training).
+        extractor: mFID features (default: the species classifier's penultimate layer).
+    """
+    cfg = system.cfg
+    data = system_eval_data(system)
+    classifier, mask_net = helper_networks(data, cfg.eval.classifier_steps, cfg.eval.mask_net_steps,
+                                           cfg.data.seed, system.ctx.device, cfg.eval.cache_dir)
+    return few_shot_metrics(
+        lambda c, s: system.translate(c, s, cfg.eval.batch_size), data, classifier, list(cfg.eval.shots),
+        cfg.eval.translations_per_class, extractor, mask_net, cfg.eval.batch_size, seed=cfg.train.seed,
+    )
+
+
+def sample_pairs(system: COCOFUNITSystem, rows: int = 4, columns: int = 5) -> tuple[Tensor, Tensor]:
+    """Content images of ``rows`` seen classes and one style image of each of up to ``columns`` unseen
+    classes, ``[R, C, H, W]`` and ``[S, C, H, W]`` in [0, 1], for the sample grid."""
+    cfg, m = system.cfg, system.cfg.model
+    if cfg.data.name == "species":
+        seen = [SPLIT.seen[round(i * (len(SPLIT.seen) - 1) / max(rows - 1, 1))] for i in range(rows)]
+        content = SpeciesDataset(seen, 1, m.image_size, cfg.data.seed + CONTENT_SEED).prerender().images
+        style = SpeciesDataset(SPLIT.unseen[:columns], 1, m.image_size, cfg.data.seed + STYLE_SEED).prerender()
+        return content, style.images
+    assert cfg.data.root is not None and cfg.data.split_file is not None  # checked by the config
+    seen_set, unseen_set = few_shot_folder(cfg.data.root, cfg.data.split_file, m.image_size, m.image_channels)
+
+    def first_of_classes(subset: ClassSubset, count: int) -> Tensor:
+        labels = subset.labels
+        firsts = [int(torch.nonzero(labels == c).flatten()[0]) for c in range(min(count, subset.num_classes))]
+        return torch.stack([subset[i][0] for i in firsts])
+
+    return first_of_classes(seen_set, rows), first_of_classes(unseen_set, columns)
