@@ -167,6 +167,7 @@ def write_plot(results, bits_list, path: Path) -> None:
             s = summarise(results, task, setting, None, higher)
             if s is not None:
                 ax.axhline(s[0][0] * scale, color="gray", ls=style, lw=1, label=f"{setting} (no quantisers)")
+        ax.set_xticks(list(bits_list))
         ax.set_xlabel("weight store bits B")
         ax.invert_xaxis()
         ax.set_title(label, fontsize=9)
