@@ -78,7 +78,7 @@ def summary(results, name, key, higher):
     return mean_std(vals, 0.0 if higher else float("inf")) if vals else None
 
 
-def write_markdown(results, meta, path: Path, images: dict[str, str]) -> None:
+def write_markdown(results, meta, path: Path, images: dict[str, str], tiny: tuple | None = None) -> None:
     lines = ["# GAN toolkit: losses and regularisers at a fixed CPU budget", "",
              "Written by `benchmarks/gan_losses.py` (do not edit by hand).", "",
              f"Setup: the class-conditional GAN of `configs/gan/tiny.yaml` on Fashion-MNIST (conditional-BN "
@@ -118,6 +118,15 @@ def write_markdown(results, meta, path: Path, images: dict[str, str]) -> None:
                     within = abs(d) <= fids[n][1] + fids["hinge"][1]
                     lines.append(f"- {SETTINGS[n][0]}: FID {'+' if d >= 0 else ''}{d:.1f} vs the hinge baseline"
                                  + (" (within the seed spread)" if within else "") + ".")
+    if tiny is not None:
+        m, steps, seconds = tiny
+        lines += ["", f"## The tiny preset at its full length ({steps} steps, {seconds / 60:.1f} min)", "",
+                  "`imaginate train gan --preset tiny`, EMA generator, same metrics:", "",
+                  "| " + " | ".join(f"{label} ({FEATURES})" if k in ("fid", "kid") else label for k, label, _ in METRICS)
+                  + " |", "|---" * len(METRICS) + "|",
+                  "| " + " | ".join(f"{m[k]:.1f}" if k == "fid" else f"{100 * m[k]:.1f} %" if k == "class_acc"
+                                    else f"{m[k]:.3f}" for k, _, _ in METRICS) + " |", "",
+                  "![tiny preset samples](gan_tiny_preset.png)", ""]
     lines += ["", "## Samples (seed 0; one row per class, one column per latent)", ""]
     for name, img in images.items():
         lines += [f"**{SETTINGS[name][0]}**", "", f"![{name}]({img})", ""]
@@ -130,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--from-json", action="store_true")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", default=str(RESULTS))
+    p.add_argument("--tiny-run", default=None, help="a finished `imaginate train gan --preset tiny` run to report too")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -151,7 +161,18 @@ def main(argv: list[str] | None = None) -> int:
         raw.write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
     images = {r["setting"]: f"gan_samples_{r['setting']}.png" for r in results
               if r["seed"] == meta["seeds"][0] and (out / f"gan_samples_{r['setting']}.png").is_file()}
-    write_markdown([r for r in results if r["setting"] in SETTINGS], meta, out / "gan.md", images)
+    tiny = None
+    if args.tiny_run:
+        from imaginate.engine.logging import read_metrics
+
+        rows = read_metrics(Path(args.tiny_run))
+        evals = [r for r in rows if r["split"] == "eval"]
+        if not evals:
+            raise SystemExit(f"--tiny-run {args.tiny_run}: no evaluation in its metrics.jsonl")
+        grid = sorted((Path(args.tiny_run) / "samples").glob("class_by_seed_*.png"))[-1]
+        shutil.copy(grid, out / "gan_tiny_preset.png")
+        tiny = (evals[-1], evals[-1]["step"], evals[-1]["time"])
+    write_markdown([r for r in results if r["setting"] in SETTINGS], meta, out / "gan.md", images, tiny)
     print(f"wrote {out / 'gan.md'}, {raw}")
     return 0
 
