@@ -46,11 +46,13 @@ METRICS = [("fid", "FID", False), ("kid", "KID", False), ("precision", "precisio
 
 
 def job(args: tuple) -> dict:
-    name, seed, steps, work = args
+    name, seed, steps, work, collect_only = args
     run_dir = Path(work) / f"{name}_seed{seed}"
     finished = _finished_run(run_dir, steps)
     if finished is not None:  # an interrupted benchmark restarts without redoing finished runs
         metrics, seconds = finished
+    elif collect_only:
+        return {"setting": name, "seed": seed, "missing": True}
     else:
         if run_dir.exists():
             shutil.rmtree(run_dir)
@@ -87,7 +89,8 @@ def write_markdown(results, meta, path: Path, images: dict[str, str], tiny: tupl
              f"Metrics on 2000 generated samples (classes balanced) vs the first 2000 test images, in the "
              f"project's own **{FEATURES}** (`imaginate/metrics/weights/`): they are not Inception FIDs and only "
              "compare with each other. Class accuracy: the feature network's classifier reads the intended class "
-             "of each sample. Mean ± std over seeds.", "",
+             "of each sample. Mean ± std over seeds."
+             + (f" Not run (out of time): {', '.join(meta['missing'])}." if meta.get("missing") else ""), "",
              "| setting | " + " | ".join(f"{label} ({FEATURES})" if k in ("fid", "kid") else label
                                         for k, label, _ in METRICS) + " | s / run |",
              "|---" * (len(METRICS) + 2) + "|"]
@@ -139,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--from-json", action="store_true")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", default=str(RESULTS))
+    p.add_argument("--collect-only", action="store_true",
+                   help="report only the runs already finished in runs/bench_gan (missing ones are listed)")
     p.add_argument("--tiny-run", default=None, help="a finished `imaginate train gan --preset tiny` run to report too")
     args = p.parse_args(argv)
     out = Path(args.out)
@@ -152,9 +157,14 @@ def main(argv: list[str] | None = None) -> int:
         seeds, steps = ((0,), 60) if args.quick else (SEEDS, STEPS)
         start = time.time()
         work = ROOT / "runs" / "bench_gan"  # the runs (samples copied next to the table; not committed)
-        results = run_pool(job, [(n, s, steps, str(work)) for n in names for s in seeds], args.workers, "gan")
-        meta = {"runs": len(results), "minutes": (time.time() - start) / 60, "machine": machine_line(args.workers),
-                "steps": steps, "seeds": list(seeds)}
+        jobs = [(n, s, steps, str(work), args.collect_only) for n in names for s in seeds]
+        results = run_pool(job, jobs, 1 if args.collect_only else args.workers, "gan")
+        missing = [f"{r['setting']} seed {r['seed']}" for r in results if r.get("missing")]
+        results = [r for r in results if not r.get("missing")]
+        minutes = sum(r["seconds"] for r in results) / 60 / args.workers if args.collect_only else \
+            (time.time() - start) / 60
+        meta = {"runs": len(results), "minutes": minutes, "machine": machine_line(args.workers),
+                "steps": steps, "seeds": list(seeds), "missing": missing}
         for r in results:  # keep one sample grid per setting next to the table
             if r["seed"] == seeds[0] and r["samples"]:
                 shutil.copy(r["samples"], out / f"gan_samples_{r['setting']}.png")
