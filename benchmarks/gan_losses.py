@@ -123,8 +123,9 @@ def write_markdown(results, meta, path: Path, images: dict[str, str], tiny: tupl
                                  + (" (within the seed spread)" if within else "") + ".")
     if tiny is not None:
         m, steps, seconds = tiny
-        lines += ["", f"## The tiny preset at its full length ({steps} steps, {seconds / 60:.1f} min)", "",
-                  "`imaginate train gan --preset tiny`, EMA generator, same metrics:", "",
+        lines += ["", f"## The tiny preset at its full length ({steps} steps)", "",
+                  f"`imaginate train gan --preset tiny`, EMA generator, same metrics ({seconds / 60:.1f} min of wall "
+                  "time as logged by the run; with this script's runs sharing the cores it is longer than alone):", "",
                   "| " + " | ".join(f"{label} ({FEATURES})" if k in ("fid", "kid") else label for k, label, _ in METRICS)
                   + " |", "|---" * len(METRICS) + "|",
                   "| " + " | ".join(f"{m[k]:.1f}" if k == "fid" else f"{100 * m[k]:.1f} %" if k == "class_acc"
