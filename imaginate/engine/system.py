@@ -35,6 +35,21 @@ def unwrap(module: nn.Module) -> nn.Module:
     return module.module if isinstance(module, DistributedDataParallel) else module
 
 
+@contextlib.contextmanager
+def frozen(module: nn.Module):
+    """Inside the block ``module``'s parameters take no gradient (e.g. D during a GAN's G step: no D
+    gradients are computed, nor synchronised by DDP); their previous ``requires_grad`` flags return after."""
+    params = list(unwrap(module).parameters())
+    before = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, before):
+            p.requires_grad_(flag)
+
+
 LossFn = Callable[[Any], "torch.Tensor | tuple[torch.Tensor, dict[str, float]]"]
 
 

@@ -26,6 +26,7 @@ from imaginate.config import ConfigError, TrainConfig, check_choice
 from imaginate.data import SPLIT, ClassSubset, DataError, SpeciesDataset, few_shot_folder, load_species
 from imaginate.engine import RunContext, System, make_grid, unwrap
 from imaginate.engine.batching import global_batch_indices, rank_share
+from imaginate.engine.system import frozen
 from imaginate.nn import ModelEMA, d_loss_terms, feature_matching_loss, g_loss
 from imaginate.systems.coco_funit.model import (
     COCOFUNITDiscriminator,
@@ -331,15 +332,9 @@ class COCOFUNITSystem(System):
         logs = self.ctx.update("discriminator", self.optimizers["discriminator"], batch, self.discriminator_loss,
                                self.schedulers.get("discriminator"))
         # 2. G step with D frozen (no D gradients, nor DDP syncs of them).
-        d_params = list(unwrap(self.discriminator).parameters())
-        for p in d_params:
-            p.requires_grad_(False)
-        try:
+        with frozen(self.discriminator):
             logs |= self.ctx.update("generator", self.optimizers["generator"], batch, self.generator_loss,
                                     self.schedulers.get("generator"))
-        finally:
-            for p in d_params:
-                p.requires_grad_(True)
         # 3. EMA of G.
         if self.ema is not None:
             self.ema.update(unwrap(self.generator))

@@ -10,6 +10,7 @@ from imaginate.config import TrainConfig, check_choice
 from imaginate.data import DataError, load_digits, load_fashion_mnist
 from imaginate.engine import RunContext, System, unwrap
 from imaginate.engine.images import make_grid
+from imaginate.engine.system import frozen
 from imaginate.nn import (
     GAN_LOSSES,
     DiffAugment,
@@ -192,14 +193,8 @@ class GANSystem(System):
             return g_loss(g.loss, self.discriminator(self._aug(self._fake(labels)), labels))
 
         logs = self.ctx.update("discriminator", self.optimizers["discriminator"], batch, discriminator_loss)
-        d_params = list(unwrap(self.discriminator).parameters())
-        for p in d_params:  # no D gradients (nor DDP syncs of them) during the G step
-            p.requires_grad_(False)
-        try:
+        with frozen(self.discriminator):  # no D gradients (nor DDP syncs of them) during the G step
             logs |= self.ctx.update("generator", self.optimizers["generator"], batch[1], generator_loss)
-        finally:
-            for p in d_params:
-                p.requires_grad_(True)
         if self.ema is not None:
             self.ema.update(unwrap(self.generator))
         return logs
