@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from imaginate.numerics.lns import LNSFormat, lns_decode, lns_encode
-from imaginate.optim.madam import _check_common, _grad_of, _init_scale, _normalised_gradient
+from imaginate.optim.madam import _check_common, _grad_of, _init_scale, _normalised_gradient, evaluate_closure
 
 MODES = ("reference", "native")
 UNDERFLOWS = ("zero", "saturate")
@@ -206,10 +206,7 @@ class LNSMadam(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """Performs one update. ``closure`` re-evaluates the model and returns the loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate_closure(closure)
 
         for group in self.param_groups:
             native = group["mode"] == "native"

@@ -57,6 +57,14 @@ def _normalised_gradient(
     return g_hat
 
 
+def evaluate_closure(closure: Callable[[], float] | None) -> float | None:
+    """The ``step(closure)`` contract: re-evaluate the model with gradients enabled, return its loss."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
 def _init_scale(p: torch.Tensor, p_scale: float) -> float:
     """``max = p_scale * sqrt(mean(p**2))`` of the weights as first seen, as a Python float."""
     wide = p.detach().to(torch.promote_types(p.dtype, torch.float32))  # half precision would round early
@@ -98,10 +106,7 @@ class Madam(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """Performs one update. ``closure`` re-evaluates the model and returns the loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate_closure(closure)
 
         for group in self.param_groups:
             for p in group["params"]:
@@ -240,10 +245,7 @@ class IntegerMadam(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """Performs one update. ``closure`` re-evaluates the model and returns the loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate_closure(closure)
 
         for group in self.param_groups:
             levels = group["levels"]

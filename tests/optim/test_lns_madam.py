@@ -11,6 +11,7 @@ import math
 
 import pytest
 import torch
+from madam_reference import g_hat_step, sign
 from torch import nn
 
 from imaginate.numerics.lns import LNSFormat, lns_decode, lns_quantize
@@ -23,20 +24,10 @@ from imaginate.optim import (
     requantize_after_step,
 )
 
-BETA = 0.999
-
-
-def _sign(x: float) -> int:
-    return (x > 0) - (x < 0)
-
 
 def _rounded_g_hat(g: float, v: float, t: int, g_bound: float | None) -> tuple[int, float]:
-    """One scalar step of the normalisation, then round: returns (round(g_hat), new v)."""
-    v = BETA * v + (1 - BETA) * g * g
-    v_hat = v / (1 - BETA**t)
-    g_hat = 0.0 if v_hat == 0 else g / math.sqrt(v_hat)  # 0/0 -> 0
-    if g_bound is not None:
-        g_hat = min(max(g_hat, -g_bound), g_bound)
+    """One scalar step of the normalisation, then round half to even: returns (round(g_hat), new v)."""
+    g_hat, v = g_hat_step(g, v, t, g_bound)
     return round(g_hat), v
 
 
@@ -48,9 +39,9 @@ def lns_madam_reference(w0, grads, lr=1 / 128, p_scale=3.0, g_bound=10.0, weight
         for i in range(len(w)):
             k, v[i] = _rounded_g_hat(g[i], v[i], t, g_bound)
             if weight_decay is None:
-                w[i] = w[i] * 2.0 ** (-lr * k * _sign(w[i]))
+                w[i] = w[i] * 2.0 ** (-lr * k * sign(w[i]))
             else:
-                w[i] = w[i] * math.exp(-lr * k * _sign(w[i]) - lr * weight_decay)
+                w[i] = w[i] * math.exp(-lr * k * sign(w[i]) - lr * weight_decay)
             w[i] = min(max(w[i], -w_max), w_max)
         trajectory.append(list(w))
     return trajectory

@@ -11,6 +11,7 @@ import math
 
 import pytest
 import torch
+from madam_reference import BETA, g_hat_step, sign
 from torch import nn
 
 from imaginate.optim import (
@@ -23,22 +24,6 @@ from imaginate.optim import (
     reinit_zero_params,
 )
 
-BETA = 0.999  # the paper's fixed second-moment decay
-
-
-def _sign(x: float) -> float:
-    return (x > 0) - (x < 0)
-
-
-def _g_hat(g: float, v: float, t: int, g_bound: float | None) -> tuple[float, float]:
-    """One scalar step of the gradient normalisation: returns (g_hat, new v)."""
-    v = BETA * v + (1 - BETA) * g * g
-    v_hat = v / (1 - BETA**t)
-    g_hat = 0.0 if v_hat == 0 else g / math.sqrt(v_hat)  # 0/0 -> 0
-    if g_bound is not None:
-        g_hat = min(max(g_hat, -g_bound), g_bound)
-    return g_hat, v
-
 
 def madam_reference(w0, grads, lr=0.01, p_scale=3.0, g_bound=10.0) -> list[list[float]]:
     """Float Madam; returns the weights after every step."""
@@ -46,8 +31,8 @@ def madam_reference(w0, grads, lr=0.01, p_scale=3.0, g_bound=10.0) -> list[list[
     w, v, trajectory = list(w0), [0.0] * len(w0), []
     for t, g in enumerate(grads, start=1):
         for i in range(len(w)):
-            g_hat, v[i] = _g_hat(g[i], v[i], t, g_bound)
-            w[i] = min(max(w[i] * math.exp(-lr * g_hat * _sign(w[i])), -w_max), w_max)
+            g_hat, v[i] = g_hat_step(g[i], v[i], t, g_bound)
+            w[i] = min(max(w[i] * math.exp(-lr * g_hat * sign(w[i])), -w_max), w_max)
         trajectory.append(list(w))
     return trajectory
 
@@ -55,12 +40,12 @@ def madam_reference(w0, grads, lr=0.01, p_scale=3.0, g_bound=10.0) -> list[list[
 def integer_madam_reference(w0, grads, lr_factor, base_lr, levels, p_scale=3.0, g_bound=10.0):
     """LNS Madam with the rounded initial exponents; returns (exponents, weights) after every step."""
     w_max = p_scale * math.sqrt(sum(w * w for w in w0) / len(w0))
-    signs = [_sign(w) for w in w0]
+    signs = [sign(w) for w in w0]
     n = [min(max(round(-math.log(abs(w) / w_max) / base_lr), 0), levels - 1) if w else levels - 1 for w in w0]
     v, exponents, weights = [0.0] * len(w0), [], []
     for t, g in enumerate(grads, start=1):
         for i in range(len(w0)):
-            g_hat, v[i] = _g_hat(g[i], v[i], t, g_bound)
+            g_hat, v[i] = g_hat_step(g[i], v[i], t, g_bound)
             n[i] = min(max(n[i] + round(lr_factor * g_hat) * signs[i], 0), levels - 1)
         exponents.append(list(n))
         weights.append([s * w_max * math.exp(-base_lr * k) for s, k in zip(signs, n)])
