@@ -11,7 +11,12 @@ from torchvision.ops import roi_align, roi_pool
 
 from imaginate.systems.wsod import sequential as sequential_module
 from imaginate.systems.wsod.cdb import ConcreteDropBlock, cdb_adversarial_step, dilate_mask, sample_mask
-from imaginate.systems.wsod.sequential import SavedTensorMeter, plain_roi_backward, sequential_roi_backward
+from imaginate.systems.wsod.sequential import (
+    SavedTensorMeter,
+    checkpointed_neck,
+    plain_roi_backward,
+    sequential_roi_backward,
+)
 
 # ---------------------------------------------------------------- Concrete DropBlock
 
@@ -246,6 +251,24 @@ def test_sequential_gradients_equal_the_plain_path(pool, use_cdb, chunk_size):
         torch.testing.assert_close(sequential[1][name], plain[1][name], rtol=0, atol=1e-6, msg=name)
         assert plain[1][name].abs().sum() > 0, name
     assert torch.equal(sequential[2], plain[2])  # the generator ends where the plain path leaves it
+
+
+def _checkpointed_backward(feature_map, rois, neck, head_loss, chunk_size):
+    loss = head_loss(checkpointed_neck(feature_map, rois, neck, chunk_size))
+    loss.backward()
+    return loss.detach()
+
+
+@pytest.mark.parametrize("use_cdb", [False, True])
+@pytest.mark.parametrize("chunk_size", [1, 5, 20])
+def test_checkpointed_neck_gradients_equal_the_plain_path(use_cdb, chunk_size):
+    model, images, rois, tags = _problem("align", use_cdb)
+    plain = _gradients(plain_roi_backward, model, images, rois, tags, chunk_size)
+    chunked = _gradients(_checkpointed_backward, model, images, rois, tags, chunk_size)
+    torch.testing.assert_close(chunked[0], plain[0], rtol=0, atol=1e-12)
+    assert set(chunked[1]) == set(plain[1]) == {name for name, _ in model.named_parameters()}
+    for name, grad in plain[1].items():
+        torch.testing.assert_close(chunked[1][name], grad, rtol=0, atol=1e-6, msg=name)
 
 
 def test_sequential_without_dropout_equals_one_unchunked_forward():

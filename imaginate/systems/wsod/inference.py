@@ -100,7 +100,7 @@ def roi_predictions(
     return list(zip(scores.split(counts), boxes.split(counts)))
 
 
-def _flip_boxes(boxes: Tensor, width: float) -> Tensor:
+def flip_boxes(boxes: Tensor, width: float) -> Tensor:
     """Mirror [..., 4] xyxy boxes in an image of this width."""
     return torch.stack((width - boxes[..., 2], boxes[..., 1], width - boxes[..., 0], boxes[..., 3]), dim=-1)
 
@@ -142,7 +142,7 @@ def tta_roi_predictions(
             factor = boxes.new_tensor([new_width / width, new_height / height] * 2)
             boxes = boxes * factor
             if flip:
-                image, boxes = image.flip(-1), _flip_boxes(boxes, new_width)
+                image, boxes = image.flip(-1), flip_boxes(boxes, new_width)
             view_images.append(image)
             view_boxes.append(boxes)
             factors.append(factor)
@@ -157,7 +157,7 @@ def tta_roi_predictions(
             ]
         for index, ((scores, boxes), image, factor) in enumerate(zip(predictions, view_images, factors)):
             if flip:
-                boxes = _flip_boxes(boxes, image.shape[-1])
+                boxes = flip_boxes(boxes, image.shape[-1])
             boxes = boxes / factor
             total = sums[index]
             sums[index] = (scores, boxes) if total is None else (total[0] + scores, total[1] + boxes)

@@ -30,6 +30,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
+from imaginate.systems.wsod.sequential import checkpointed_neck
+
 BACKBONES = ("vgg16", "small")
 ROI_OPS = ("pool", "align")
 BACKBONE_STRIDE = 8
@@ -347,10 +349,21 @@ class WSODNet(nn.Module):
         outputs["refine_logits"], outputs["refine_deltas"] = self.refinement(neck_out)
         return outputs
 
-    def forward(self, images: Tensor, proposals: Sequence[Tensor]) -> dict[str, Tensor]:
-        """[B, 3, H, W] images and per-image [R_i, 4] proposals -> ``heads``' dict."""
+    def forward(self, images: Tensor, proposals: Sequence[Tensor], neck_chunk_size: int = 0) -> dict[str, Tensor]:
+        """[B, 3, H, W] images and per-image [R_i, 4] proposals -> ``heads``' dict.
+
+        ``neck_chunk_size`` > 0: sequential batch back-propagation (``sequential.checkpointed_neck``):
+        the ROI pooling and neck activations are recomputed per chunk of that many ROIs in the
+        backward pass instead of being stored; the gradients are the same.
+        """
         rois, counts = rois_from_proposals(proposals)
-        return self.heads(self.neck(self.roi_features(self.features(images), rois)), counts)
+        features = self.features(images)
+        if neck_chunk_size > 0:
+            neck_out = checkpointed_neck(features, rois, lambda f, r: self.neck(self.roi_features(f, r)),
+                                         neck_chunk_size)
+        else:
+            neck_out = self.neck(self.roi_features(features, rois))
+        return self.heads(neck_out, counts)
 
 
 def load_torchvision_vgg16(net: WSODNet, state_dict: Mapping[str, Tensor]) -> None:

@@ -133,6 +133,26 @@ def sequential_roi_backward(feature_map: Tensor, rois: Tensor, neck: Callable[[T
     return loss.detach()
 
 
+def checkpointed_neck(feature_map: Tensor, rois: Tensor, neck: Callable[[Tensor, Tensor], Tensor],
+                      chunk_size: int) -> Tensor:
+    """The neck outputs of all ROIs, [R, D], storing no neck activations: the in-graph form of
+    ``sequential_roi_backward``, for training loops that call ``loss.backward()`` themselves (AMP
+    loss scaling, gradient accumulation, DDP).
+
+    Each chunk runs under ``torch.utils.checkpoint`` (non-reentrant, RNG state preserved): the forward
+    keeps only the chunk's inputs (the shared feature map and its ROIs); the backward recomputes one
+    chunk at a time with the same dropout / DropBlock draws, back-propagates that chunk's slice of the
+    output gradient and accumulates the feature-map gradient, which then flows through the backbone
+    once -- steps (a), (c) and (d) above, with autograd ordering them. Same neck requirements as
+    ``sequential_roi_backward``.
+    """
+    from torch.utils.checkpoint import checkpoint
+
+    parts = _chunks(rois.shape[0], chunk_size)
+    return torch.cat([checkpoint(neck, feature_map, rois[part], use_reentrant=False, preserve_rng_state=True)
+                      for part in parts])
+
+
 class SavedTensorMeter:
     """Context manager measuring the bytes that autograd holds for backward: ``live_bytes``, ``peak_bytes``.
 
