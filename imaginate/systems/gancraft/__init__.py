@@ -1,0 +1,1 @@
+"""GANcraft: neural rendering of block worlds."""
