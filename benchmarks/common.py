@@ -45,6 +45,31 @@ def train_once(system: str, preset: str, overrides: list[str], metric: str, run_
     return (score if score is not None and math.isfinite(score) else None), seconds
 
 
+def finished_run(run_dir: Path, steps: int) -> tuple[dict, float] | None:
+    """(final eval metrics, training seconds) of a run that finished ``steps`` steps, else None."""
+    from imaginate.engine.logging import read_metrics
+
+    rows = read_metrics(run_dir) if (run_dir / "final.safetensors").is_file() else []
+    evals = [r for r in rows if r["split"] == "eval" and r["step"] == steps]
+    if not evals:
+        return None
+    return {k: v for k, v in evals[-1].items() if k not in ("step", "split", "time")}, evals[-1]["time"]
+
+
+def train_or_reuse(system: str, preset: str, overrides: list[str], run_dir: Path, steps: int,
+                   collect_only: bool) -> tuple[dict | None, float] | None:
+    """A finished run's (metrics, seconds) if ``run_dir`` holds one (an interrupted benchmark restarts
+    without redoing finished runs), else None with ``collect_only``, else train it afresh."""
+    import shutil
+
+    finished = finished_run(run_dir, steps)
+    if finished is not None or collect_only:
+        return finished
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    return train_metrics(system, preset, overrides + [f"train.steps={steps}"], run_dir=run_dir)
+
+
 def run_pool(fn: Callable[[Any], dict], jobs: Iterable[Any], workers: int, desc: str) -> list[dict]:
     """``fn`` over ``jobs`` in ``workers`` spawned processes (1 torch thread each), with a progress bar."""
     from tqdm import tqdm

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_line, mean_std, run_pool, train_metrics  # noqa: E402
+from common import machine_line, mean_std, run_pool, train_or_reuse  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results"
@@ -48,31 +48,13 @@ METRICS = [("fid", "FID", False), ("kid", "KID", False), ("precision", "precisio
 def job(args: tuple) -> dict:
     name, seed, steps, work, collect_only = args
     run_dir = Path(work) / f"{name}_seed{seed}"
-    finished = _finished_run(run_dir, steps)
-    if finished is not None:  # an interrupted benchmark restarts without redoing finished runs
-        metrics, seconds = finished
-    elif collect_only:
+    overrides = SETTINGS[name][1] + [f"train.seed={seed}", "eval.num_samples=2000"]
+    done = train_or_reuse("gan", "tiny", overrides, run_dir, steps, collect_only)
+    if done is None:
         return {"setting": name, "seed": seed, "missing": True}
-    else:
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        overrides = SETTINGS[name][1] + [f"train.steps={steps}", f"train.seed={seed}", "eval.num_samples=2000"]
-        metrics, seconds = train_metrics("gan", "tiny", overrides, run_dir=run_dir)
     samples = sorted((run_dir / "samples").glob("class_by_seed_*.png"))
-    return {"setting": name, "seed": seed, "metrics": metrics, "seconds": seconds,
+    return {"setting": name, "seed": seed, "metrics": done[0], "seconds": done[1],
             "samples": str(samples[-1]) if samples else None}
-
-
-def _finished_run(run_dir: Path, steps: int) -> tuple[dict, float] | None:
-    """(final eval metrics, training seconds) of a run that finished ``steps`` steps, else None."""
-    from imaginate.engine.logging import read_metrics
-
-    rows = read_metrics(run_dir) if (run_dir / "final.safetensors").is_file() else []
-    evals = [r for r in rows if r["split"] == "eval" and r["step"] == steps]
-    if not evals:
-        return None
-    metrics = {k: v for k, v in evals[-1].items() if k not in ("step", "split", "time")}
-    return metrics, evals[-1]["time"]
 
 
 def summary(results, name, key, higher):
