@@ -125,6 +125,15 @@ def test_evaluation_returns_the_few_shot_metrics(monkeypatch) -> None:
     assert system.evaluate() == pytest.approx(metrics, nan_ok=True)  # deterministic (cached helpers)
 
 
+def test_style_sensitivity_is_zero_when_the_style_is_ignored() -> None:
+    data = species_eval_data(32, 0, 4, 4, 4)
+    classifier = evaluation.SpeciesClassifier(data.num_classes)
+    ignore = evaluation.few_shot_metrics(lambda c, s: c, data, classifier, [1], 3)
+    assert ignore["style_sensitivity_k1"] == 0.0
+    copy = evaluation.few_shot_metrics(lambda c, s: s[:, 0], data, classifier, [1], 3)
+    assert copy["style_sensitivity_k1"] > 0.01  # the unseen species' example images differ
+
+
 def test_helper_networks_are_deterministic_learn_and_cache_on_disk(tmp_path) -> None:
     data = species_eval_data(32, 0, 4, 2, 4)
     assert data.helper_masks is not None and data.num_classes == 24
@@ -226,7 +235,10 @@ def test_image_folder_data_trains_evaluates_and_samples(tmp_path) -> None:
     assert all(math.isfinite(v) for v in logs.values())
     with torch.no_grad():
         metrics = system.evaluate()
-    assert {"pacc_real", "pacc_k1", "mfid_k1", "pacc_k2", "mfid_k2"} == set(metrics)  # no masks, no poses
+    # no masks, no poses; one unseen class: no pair for the style sensitivity
+    assert {"pacc_real", "pacc_k1", "mfid_k1", "pacc_k2", "mfid_k2", "style_sensitivity_k1",
+            "style_sensitivity_k2"} == set(metrics)
+    assert math.isnan(metrics["style_sensitivity_k1"])
     grid = system.sample()["content_by_style"]
     assert grid.shape == (3, 4 * 34 + 2, 2 * 34 + 2)  # 3 seen contents + style row, 1 unseen style + column
 

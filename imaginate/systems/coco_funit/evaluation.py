@@ -6,6 +6,8 @@ and both models, so the numbers are paired). Metrics (a flat dict of floats):
 
 - ``pacc_k{K}``: share of translations that a species classifier trained on ALL classes (seen and
   unseen, real images) assigns to u; ``pacc_real``: its accuracy on the real unseen images.
+- ``style_sensitivity_k{K}``: mean absolute pixel difference between the translations of the same
+  contents into two different unseen classes, over class pairs (0: the output ignores the style).
 - ``mfid_k{K}``: per-unseen-class FID between the translations and the real images of u, averaged
   over classes, in the features of a pluggable extractor (default: the classifier's penultimate
   layer, labelled ``FEATURES`` = "species-classifier features"; only comparable within that space and
@@ -369,13 +371,14 @@ def few_shot_metrics(translate: Callable[[Tensor, Tensor], Tensor], data: FewSho
         out["iou_real"] = float(mask_iou(real_masks, data.content_masks).mean())
     contents = torch.arange(per_class) % data.content_images.shape[0]  # [n]
     for k in shots:
-        correct, fids, iou_content, iou_target, pose_diff = [], [], [], [], []
+        correct, fids, iou_content, iou_target, pose_diff, fakes = [], [], [], [], [], []
         for u in data.unseen:
             pool = torch.nonzero(data.style_labels == u).flatten()
             if pool.numel() < max(k, 2):
                 raise DataError(f"unseen class {u} has {pool.numel()} evaluation images; K={k} needs at least {max(k, 2)}")
             picks = torch.stack([pool[torch.randperm(pool.numel(), generator=gen)[:k]] for _ in range(per_class)])
             fake = translate(data.content_images[contents], data.style_images[picks])  # [n, C, H, W]
+            fakes.append(fake)
             correct.append(_batched(classifier, fake, batch_size, device).argmax(1) == u)
             real_stats = extract_stats(data.style_images[pool], extractor, batch_size, max_kept=0, device=device)
             fake_stats = extract_stats(fake, extractor, batch_size, max_kept=0, device=device)
@@ -394,6 +397,9 @@ def few_shot_metrics(translate: Callable[[Tensor, Tensor], Tensor], data: FewSho
         hits = torch.cat(correct).double()
         out[f"pacc_k{k}"] = float(hits.mean())
         out[f"mfid_k{k}"] = sum(fids) / len(fids)
+        pairs = [(a, b) for a in range(len(fakes)) for b in range(a + 1, len(fakes))]
+        out[f"style_sensitivity_k{k}"] = (sum(float((fakes[a] - fakes[b]).abs().mean()) for a, b in pairs)
+                                          / len(pairs)) if pairs else math.nan
         ious = {"iou_content": torch.cat(iou_content), "iou_target": torch.cat(iou_target)} if with_masks else {}
         for name, values in ious.items():
             out[f"{name}_k{k}"] = float(values.mean())
