@@ -1,4 +1,4 @@
-"""``imaginate`` / ``python -m imaginate``: list, train, eval, demo, energy, translate.
+"""``imaginate`` / ``python -m imaginate``: list, train, eval, demo, energy, translate, render.
 
 Mistakes in what the user typed (config keys, presets, paths, data) exit with status 2 and one line.
 """
@@ -109,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     from imaginate.systems.coco_funit.translate import add_translate_parser
 
     add_translate_parser(sub)  # imaginate translate --checkpoint RUN --content IMG --style IMG ...
+
+    from imaginate.systems.gancraft.render import add_render_parser
+
+    add_render_parser(sub)  # imaginate render --checkpoint RUN [--world W.npy] --path orbit|fly --out V.mp4
     return parser
 
 

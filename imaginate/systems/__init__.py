@@ -1,3 +1,3 @@
 """One folder per research system; importing this package registers them all."""
 
-from imaginate.systems import charlm, classify, coco_funit, gan, lns_madam, wsod  # noqa: F401
+from imaginate.systems import charlm, classify, coco_funit, gan, gancraft, lns_madam, wsod  # noqa: F401
