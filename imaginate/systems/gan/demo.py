@@ -8,7 +8,7 @@ from pathlib import Path
 from imaginate.config import build_config
 from imaginate.report import ReportPart, Table
 
-DEMO_STEPS = 1200  # ~3 min on 2 cores; recognisable classes need >1000 steps (docs/results/gan.md)
+DEMO_STEPS = 1000  # ~2.5 min on 2 cores; recognisable classes need ~1000 steps (docs/results/gan.md)
 
 
 def demo(out_dir: Path) -> ReportPart:
