@@ -91,6 +91,9 @@ def write_report(results: list[dict], base: dict, steps: int, workers: int, pict
         "images hold 2+ instances of one class, often side by side (a box around both is the *merged* "
         "failure), and clutter shares the objects' colours.",
         "",
+        "Minutes per run are wall-clock on the shared 2-core machine (other runs and jobs competed for the "
+        "cores, differently for each run): they do not compare the methods' costs.",
+        "",
         "| method | " + " | ".join(title for _, title in COLUMNS) + " | minutes / run |",
         "|---|" + "---|" * (len(COLUMNS) + 1),
     ]
@@ -128,7 +131,7 @@ def verdict(results: list[dict]) -> str:
         return mean_std(vals, 0.0)[:2] if vals else None
 
     parts = []
-    for a, b in (("mist", "wsddn"), ("mist", "oicr"), ("mist_cdb", "mist")):
+    for a, b in (("mist", "wsddn"), ("mist", "oicr"), ("mist_cdb", "mist"), ("mist_cdb", "wsddn")):
         for key in ("map50", "corloc"):
             x, y = mean(a, key), mean(b, key)
             if x is None or y is None:
@@ -138,6 +141,14 @@ def verdict(results: list[dict]) -> str:
                 else "within seed noise of"
             parts.append(f"{METHODS[a][0].split(' (')[0]} {key} {x[0]:.3f} is {word} "
                          f"{METHODS[b][0].split(' (')[0]}'s {y[0]:.3f}")
+    def per_seed(name: str) -> dict[int, float]:
+        return {r["seed"]: r["metrics"]["map50"] for r in results if r["method"] == name and r.get("metrics")}
+
+    for a in ("oicr", "mist", "mist_cdb"):
+        x, y = per_seed(a), per_seed("wsddn")
+        diffs = [f"{x[s] - y[s]:+.3f}" for s in sorted(set(x) & set(y))]
+        if diffs:
+            parts.append(f"{METHODS[a][0].split(' (')[0]} minus WSDDN mAP50 per seed: {', '.join(diffs)}")
     return "; ".join(parts) + "." if parts else "No finished runs."
 
 
