@@ -18,7 +18,6 @@ detector step, takes its own adversarial SGD step on ``-cdb_weight * loss`` (a s
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 
 import torch
@@ -228,7 +227,7 @@ class WSODSystem(System):
         if cfg.method == "supervised":
             targets = [box_supervised_targets(b, lab, p.float()) for b, lab, p in
                        zip(batch["gt_boxes"], batch["gt_labels"], batch["proposals"])]
-        pseudo = oicr_pseudo_labels if cfg.method == "oicr" else functools.partial(mist_pseudo_labels)
+        pseudo = oicr_pseudo_labels if cfg.method == "oicr" else mist_pseudo_labels
         refine = refinement_losses({k: v.float() for k, v in outputs.items()}, batch["proposals"], batch["tags"],
                                    pseudo, regression=cfg.method != "oicr", image_targets=targets)
         total = sum(refine.values())
