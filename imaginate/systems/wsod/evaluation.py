@@ -77,12 +77,11 @@ def baseline_detections(split: DetectionSplit, indices: Sequence[int], kind: str
     return out
 
 
-def _covered(box: Tensor, instances: Tensor) -> Tensor:
-    """[M] share of each instance box's area inside ``box`` [4]."""
+def _intersections(box: Tensor, instances: Tensor) -> Tensor:
+    """[M] intersection areas of ``box`` [4] with each instance box [M, 4]."""
     lt = torch.maximum(box[:2], instances[:, :2])
     rb = torch.minimum(box[2:], instances[:, 2:])
-    inter = (rb - lt).clamp(min=0).prod(dim=1)
-    return inter / ((instances[:, 2:] - instances[:, :2]).prod(dim=1)).clamp(min=1e-6)
+    return (rb - lt).clamp(min=0).prod(dim=1)
 
 
 def failure_modes(detections: Detections, split: DetectionSplit, indices: Sequence[int]) -> dict[str, float]:
@@ -103,21 +102,15 @@ def failure_modes(detections: Detections, split: DetectionSplit, indices: Sequen
             if float(box_iou(box[None], instances).max()) > 0.5:
                 continue
             area = float((box[2:] - box[:2]).clamp(min=0).prod())
-            own_share = _box_inside_share(box, instances)  # [M] share of the box inside each instance
-            areas = (instances[:, 2:] - instances[:, :2]).prod(dim=1)
+            areas = (instances[:, 2:] - instances[:, :2]).prod(dim=1)  # [M]
+            inter = _intersections(box, instances)  # [M]
+            own_share = inter / max(area, 1e-6)  # share of the box inside each instance
+            covered = inter / areas.clamp(min=1e-6)  # share of each instance inside the box
             on_part = parts is not None and float(box_iou(box[None], parts[mine]).max()) >= 0.5
             small_inside = bool(((own_share >= 0.8) & (area < 0.5 * areas)).any())
             part += int(on_part or small_inside)
-            merged += int(instances.shape[0] >= 2 and int((_covered(box, instances) >= 0.7).sum()) >= 2)
+            merged += int(instances.shape[0] >= 2 and int((covered >= 0.7).sum()) >= 2)
     return {"part_only": part / max(1, pairs), "merged": merged / max(1, multi)}
-
-
-def _box_inside_share(box: Tensor, instances: Tensor) -> Tensor:
-    """[M] share of ``box``'s area inside each instance box."""
-    lt = torch.maximum(box[:2], instances[:, :2])
-    rb = torch.minimum(box[2:], instances[:, 2:])
-    inter = (rb - lt).clamp(min=0).prod(dim=1)
-    return inter / (box[2:] - box[:2]).prod().clamp(min=1e-6)
 
 
 def duplicate_recall(detections: Detections, split: DetectionSplit, indices: Sequence[int]) -> float:
