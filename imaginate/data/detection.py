@@ -225,11 +225,24 @@ class VOCDetection(Dataset):
     def __len__(self) -> int:
         return len(self.ids)
 
+    def image(self, index: int) -> Tensor:
+        """[3, H, W] uint8 RGB of one image (no annotation read)."""
+        return _read_image(self.image_path(index))
+
+    def image_proposals(self, index: int, record: VOCRecord | None = None) -> Tensor:
+        """[P, 4] the preprocessed proposals of one image (a proposal file is required)."""
+        if self.proposals is None:
+            raise DataError(f"{self.root}: no proposal file was given")
+        record = record or self.record(index)
+        return preprocess_proposals(
+            self.proposals[self.ids[index]], record.width, record.height, self.min_proposal_size, True
+        )
+
     def __getitem__(self, index: int) -> dict:
         record = self.record(index)
         tag_labels = record.labels if self.tags_include_difficult else record.labels[~record.difficult]
         item = {
-            "image": _read_image(self.image_path(index)),
+            "image": self.image(index),
             "image_id": self.ids[index],
             "boxes": record.boxes,
             "labels": record.labels,
@@ -237,9 +250,7 @@ class VOCDetection(Dataset):
             "tags": _tags(tag_labels, self.num_classes),
         }
         if self.proposals is not None:
-            item["proposals"] = preprocess_proposals(
-                self.proposals[self.ids[index]], record.width, record.height, self.min_proposal_size, True
-            )
+            item["proposals"] = self.image_proposals(index, record)
         return item
 
 

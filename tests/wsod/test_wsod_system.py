@@ -120,3 +120,18 @@ def test_baselines_use_the_tags_and_score_as_documented():
     assert metrics["corloc"] == pytest.approx(0.5)  # right on the full-frame object, wrong on the small one
     largest = baseline_detections(split, [0, 1], "largest")
     torch.testing.assert_close(largest[0][0], torch.tensor([[0.0, 0.0, 90.0, 95.0]]))
+
+
+def test_a_voc_folder_trains_through_the_same_system(tmp_path):
+    from imaginate.data.scenes import SCENE_CLASSES, SceneDataset, export_voc
+
+    scenes = SceneDataset(6, 64, seed=3)
+    export_voc(scenes, str(tmp_path / "voc"), image_set="trainval")
+    export_voc(scenes, str(tmp_path / "voc"), image_set="test")
+    classes = "[" + ",".join(SCENE_CLASSES) + "]"
+    system = _system(tmp_path, "data.name=voc", f"data.root={tmp_path / 'voc'}", f"data.classes={classes}")
+    split = system.train_split
+    assert split.pixel_inclusive and len(split) == 6
+    torch.testing.assert_close(split.tags, torch.stack([scenes[i]["tags"] for i in range(6)]))
+    logs = system.train_step(system.train_batch(0))
+    assert math.isfinite(logs["detector_loss"])

@@ -103,7 +103,7 @@ class DetectionSplit:
         """[3, H, W] float32 in [0, 1]."""
         if isinstance(self._images, Tensor):
             return self._images[index].float() / 255.0
-        return self._images[index]["image"].float() / 255.0
+        return self._images.image(index).float() / 255.0
 
     def annotations(self) -> list[tuple[Tensor, Tensor, Tensor]]:
         """Per image (boxes, labels, difficult), the metrics' ``Annotation``."""
@@ -118,7 +118,7 @@ def _proposals_for(images: list[Tensor] | VOCDetection, ids: list, cfg: WSODData
     out = []
     for i, image_id in enumerate(tqdm(ids, desc=f"proposals ({desc}, {cache.method})", leave=False,
                                       disable=len(ids) < 50)):
-        pixels = images[i] if isinstance(images, list) else images[i]["image"]  # [3, H, W] uint8
+        pixels = images[i] if isinstance(images, list) else images.image(i)  # [3, H, W] uint8
         boxes = cache.get(image_id, pixels.permute(1, 2, 0).numpy())
         out.append(preprocess_proposals(boxes, pixels.shape[2], pixels.shape[1], 2.0, False))
     return out
@@ -146,7 +146,7 @@ def voc_split(cfg: WSODDataConfig, train: bool) -> DetectionSplit:
     for i, labels in enumerate(keep_tags):
         tags[i, labels] = 1.0
     if proposal_file:
-        proposals = [data[i]["proposals"] for i in range(len(data))]
+        proposals = [data.image_proposals(i, r) for i, r in enumerate(records)]
     else:
         proposals = _proposals_for(data, data.ids, cfg, cfg.train_set if train else cfg.test_set)
     if any(p.shape[0] == 0 for p in proposals):
