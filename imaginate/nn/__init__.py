@@ -18,6 +18,7 @@ from imaginate.nn.discriminators import (
     ProjectionDiscriminator,
 )
 from imaginate.nn.ema import ModelEMA
+from imaginate.nn.flow_warp import backward_warp
 from imaginate.nn.gan_losses import (
     GAN_LOSSES,
     check_gan_loss,
@@ -37,4 +38,5 @@ __all__ = [
     "VGG19Features", "adain", "channel_mean_std", "check_gan_loss", "d_loss", "d_loss_terms", "diff_augment",
     "feature_matching_loss", "find_vgg19_weights", "g_loss", "gradient_penalty", "is_due", "lazy_penalty",
     "maybe_spectral", "r1_penalty", "r2_penalty", "snconv2d", "snembedding", "snlinear",
+    "backward_warp",
 ]
