@@ -39,6 +39,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from imaginate.data.annotations import skeleton_scribble
+
 # (name, family hue, emblem): a family shares its body colour, the emblem tells the class
 _CLASS_TABLE = (
     ("red_disk", 0.0, "disk"), ("red_plus", 0.0, "plus"),
@@ -278,27 +280,6 @@ def _point(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
     return np.array([cols[k] + rng.uniform(0.2, 0.8), rows[k] + rng.uniform(0.2, 0.8)], dtype=np.float32)
 
 
-def _scribble(rng: np.random.Generator, instance: _Instance) -> np.ndarray:
-    """[M, 2] (x, y) vertices of a wavy stroke along the body's long axis, every one in the visible mask.
-
-    Vertices on occluded pixels are dropped; with fewer than 2 left, random visible pixels sorted
-    along the long axis are used instead.
-    """
-    count = int(rng.integers(4, 9))
-    along = np.linspace(-0.8, 0.8, count) * instance.a + rng.uniform(-0.05, 0.05, count) * instance.a
-    across = np.clip(np.cumsum(rng.normal(0.0, 0.2, count)), -0.5, 0.5) * instance.b
-    c, s = math.cos(instance.angle), math.sin(instance.angle)
-    points = np.stack([instance.cx + along * c - across * s, instance.cy + along * s + across * c], axis=1)
-    h, w = instance.visible.shape
-    cols = np.clip(np.floor(points[:, 0]).astype(np.int64), 0, w - 1)
-    rows = np.clip(np.floor(points[:, 1]).astype(np.int64), 0, h - 1)
-    points = points[instance.visible[rows, cols]]
-    if points.shape[0] < 2:
-        points = np.stack([_point(rng, instance.visible) for _ in range(3)])
-        points = points[np.argsort((points[:, 0] - instance.cx) * c + (points[:, 1] - instance.cy) * s)]
-    return points.astype(np.float32)
-
-
 # ---------------------------------------------------------------- the data set
 
 
@@ -309,7 +290,7 @@ class SceneDataset(Dataset):
     continuous pixels, the tight box of each visible mask (x2, y2 exclusive); ``labels`` [N] int64
     in [0, C); ``masks`` [N, H, W] bool visible masks; ``tags`` [C] float32 multi-hot; ``points``
     [N, 2] float32 (x, y), one click inside each mask; ``scribbles`` a list of N [M_i, 2] float32
-    polylines whose vertices lie inside the masks; ``part_boxes`` [N, 4] float32, the box of each
+    polylines along each mask's skeleton (``data.annotations.skeleton_scribble``), vertices inside the masks; ``part_boxes`` [N, 4] float32, the box of each
     emblem; ``image_id`` int (the index). Objects are listed in painting order (later on top).
 
     Args:
@@ -462,7 +443,7 @@ class SceneDataset(Dataset):
             "masks": torch.from_numpy(np.stack([i.visible for i in instances])),  # [N, H, W] bool
             "tags": tags,  # [C]
             "points": torch.from_numpy(np.stack([_point(rng, i.visible) for i in instances])),  # [N, 2]
-            "scribbles": [torch.from_numpy(_scribble(rng, i)) for i in instances],  # N x [M_i, 2]
+            "scribbles": [torch.from_numpy(skeleton_scribble(rng, i.visible)) for i in instances],  # N x [M_i, 2]
             "part_boxes": torch.tensor([_tight_box(i.part) for i in instances]).reshape(-1, 4),  # [N, 4]
             "image_id": index,
         }
