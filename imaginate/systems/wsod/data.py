@@ -95,6 +95,8 @@ class DetectionSplit:
         self.tags, self.boxes, self.labels, self.difficult = tags, boxes, labels, difficult
         self.proposals, self.classes, self.pixel_inclusive = proposals, classes, pixel_inclusive
         self.part_boxes = part_boxes
+        self.points: list[Tensor] | None = None  # per image [n_i, 2] clicks (scenes; UFO² labels)
+        self.scribbles: list[list[Tensor]] | None = None  # per image n_i x [M, 2] polylines (scenes)
 
     def __len__(self) -> int:
         return int(self.tags.shape[0])
@@ -131,8 +133,10 @@ def scene_split(cfg: WSODDataConfig, train: bool) -> DetectionSplit:
     ids = [f"scene{cfg.image_size}-s{seed}-m{cfg.max_objects}-{i}" for i in range(len(arrays))]
     proposals = _proposals_for(list(arrays.images), ids, cfg, "train" if train else "test")
     difficult = [torch.zeros(len(b), dtype=torch.bool) for b in arrays.boxes]
-    return DetectionSplit(arrays.images, arrays.tags, arrays.boxes, arrays.labels, difficult, proposals,
-                          SCENE_CLASSES, pixel_inclusive=False, part_boxes=arrays.part_boxes)
+    split = DetectionSplit(arrays.images, arrays.tags, arrays.boxes, arrays.labels, difficult, proposals,
+                           SCENE_CLASSES, pixel_inclusive=False, part_boxes=arrays.part_boxes)
+    split.points, split.scribbles = arrays.points, arrays.scribbles
+    return split
 
 
 def voc_split(cfg: WSODDataConfig, train: bool) -> DetectionSplit:
