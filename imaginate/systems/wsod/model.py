@@ -22,6 +22,8 @@ Conventions:
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -30,7 +32,10 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
+from imaginate.config import ConfigError
 from imaginate.systems.wsod.sequential import checkpointed_neck
+
+logger = logging.getLogger(__name__)
 
 BACKBONES = ("vgg16", "small")
 ROI_OPS = ("pool", "align")
@@ -47,7 +52,13 @@ class WSODModelConfig:
         backbone: "vgg16" (the paper's, pool4 removed, conv5 dilated) or "small" (conv-BN-ReLU, CPU).
         width: channels of the small backbone's first stage (doubled per stage, up to 4x).
         frozen_stages: VGG16 conv stages whose weights are frozen (the paper freezes conv1-2 = 2 of
-            its ImageNet weights; offline there are none, so the default trains everything).
+            its ImageNet weights). Applied only with ``backbone_weights``: without them the layers are
+            random, and freezing random layers would cripple the detector, so a warning is logged and
+            every layer trains.
+        backbone_weights: a local file with torchvision's ImageNet VGG16 state dict (``features.*``,
+            ``classifier.0/3``; ``.pth``/``.pt`` read with ``torch.load(weights_only=True)``, or
+            ``.safetensors``); "" = train from scratch. Nothing is downloaded. Only the vgg16 backbone
+            takes weights (there is no ResNet backbone in this detector).
         roi_size: side S of the pooled ROI grid.
         roi_op: "pool" (RoIPool, as wetectron's VGG16 configs) or "align" (RoIAlign, aligned=True).
         neck_dim: width D of fc6 and fc7 (4096 in the paper).
@@ -59,6 +70,7 @@ class WSODModelConfig:
     backbone: str = "vgg16"
     width: int = 32
     frozen_stages: int = 0
+    backbone_weights: str = ""
     roi_size: int = 7
     roi_op: str = "pool"
     neck_dim: int = 4096
@@ -77,6 +89,9 @@ class WSODModelConfig:
             raise ValueError(
                 f"frozen_stages must lie in [0, {max_frozen}] for backbone {self.backbone!r}, got {self.frozen_stages}"
             )
+        if self.backbone_weights and self.backbone != "vgg16":
+            raise ValueError(f"model.backbone_weights: torchvision weights fit backbone 'vgg16' only, "
+                             f"not {self.backbone!r}")
         if self.roi_size < 1:
             raise ValueError(f"roi_size must be >= 1, got {self.roi_size}")
         if self.roi_op not in ROI_OPS:
@@ -294,7 +309,7 @@ class WSODNet(nn.Module):
         super().__init__()
         self.config = config
         if config.backbone == "vgg16":
-            self.backbone: nn.Module = VGG16Backbone(config.frozen_stages)
+            self.backbone: nn.Module = VGG16Backbone()
         else:
             self.backbone = SmallBackbone(config.width)
         self.stride = BACKBONE_STRIDE
@@ -302,6 +317,15 @@ class WSODNet(nn.Module):
         self.roi_neck = RoINeck(self.backbone.out_channels, config.roi_size, config.neck_dim, config.dropout)
         self.wsddn = WSDDNHead(config.neck_dim, config.num_classes)
         self.refinement = RefinementHead(config.neck_dim, config.num_classes, config.num_refinements)
+        self.loaded_weights: list[str] = []  # what backbone_weights filled ("conv", "fc6", "fc7")
+        if config.backbone_weights:
+            self.loaded_weights = load_torchvision_vgg16(self, read_state_dict(config.backbone_weights),
+                                                         source=config.backbone_weights)
+            for stage in self.backbone.stages[: config.frozen_stages]:
+                stage.requires_grad_(False)
+        elif config.frozen_stages:
+            logger.warning("model.frozen_stages=%d ignored: no model.backbone_weights, so the layers are random "
+                           "and all of them train", config.frozen_stages)
 
     @property
     def num_classes(self) -> int:
@@ -366,27 +390,76 @@ class WSODNet(nn.Module):
         return self.heads(neck_out, counts)
 
 
-def load_torchvision_vgg16(net: WSODNet, state_dict: Mapping[str, Tensor]) -> None:
+def read_state_dict(path: str) -> dict[str, Tensor]:
+    """A state dict from a local ``.safetensors`` file or a ``torch.save``d one (``weights_only=True``: no
+    code runs). A dict holding one ``state_dict`` or ``model`` entry is unwrapped.
+
+    Raises:
+        ConfigError: the file is missing or unreadable, or holds no mapping of tensors (names the file).
+    """
+    if not os.path.isfile(path):
+        raise ConfigError(f"model.backbone_weights: no file {path}")
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            state = load_file(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle, zip, safetensors and I/O errors all mean: not a weights file we can read
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"model.backbone_weights: cannot read {path} ({detail[:200]})") from None
+    for key in ("state_dict", "model"):
+        if isinstance(state, Mapping) and isinstance(state.get(key), Mapping) and len(state) == 1:
+            state = state[key]
+    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ConfigError(f"model.backbone_weights: {path} holds no state dict (a mapping of names to tensors)")
+    return dict(state)
+
+
+def load_torchvision_vgg16(net: WSODNet, state_dict: Mapping[str, Tensor], source: str = "state dict") -> list[str]:
     """Copy ImageNet VGG16 weights in torchvision's layout (``features.*``, ``classifier.0/3``) into
     ``net``: the 13 convolutions, and fc6/fc7 when the neck is 512 x 7 x 7 -> 4096 -> 4096.
 
     No weights ship offline: pass a state dict you loaded yourself, e.g. from a file saved from
-    ``torchvision.models.vgg16(weights="IMAGENET1K_V1").state_dict()``.
+    ``torchvision.models.vgg16(weights="IMAGENET1K_V1").state_dict()`` (``model.backbone_weights``).
+    Every shape is checked before anything is copied.
+
+    Returns:
+        the parts filled: "conv", and "fc6" / "fc7" when their shapes fit.
+
+    Raises:
+        ConfigError: naming ``source``, when the convolutions are missing or do not fit VGG16 (e.g. a
+            ResNet or VGG16-BN state dict).
     """
     if not isinstance(net.backbone, VGG16Backbone):
         raise ValueError(f"load_torchvision_vgg16 needs backbone 'vgg16', got {net.config.backbone!r}")
+    where = f"model.backbone_weights: {source}"
+    if any(key.startswith("layer1.") for key in state_dict):
+        raise ConfigError(f"{where} is a ResNet state dict; this detector's backbone is VGG16 (no ResNet backbone)")
     conv_keys = sorted(
-        {key.rsplit(".", 1)[0] for key in state_dict if key.startswith("features.")},
-        key=lambda key: int(key.split(".")[1]),
+        {key.rsplit(".", 1)[0] for key in state_dict if key.startswith("features.") and key.endswith(".weight")},
+        key=lambda key: int(key.split(".")[1]) if key.split(".")[1].isdigit() else -1,
     )
     convs = net.backbone.conv_layers()
     if len(conv_keys) != len(convs):
-        raise ValueError(f"expected {len(convs)} VGG16 conv layers under 'features.', found {len(conv_keys)}")
+        raise ConfigError(f"{where} has {len(conv_keys)} layers under 'features.', torchvision's VGG16 has "
+                          f"{len(convs)} convolutions (VGG16-BN and other nets do not fit)")
+    for key, conv in zip(conv_keys, convs):
+        for name, param in (("weight", conv.weight), ("bias", conv.bias)):
+            value = state_dict.get(f"{key}.{name}")
+            if value is None or value.shape != param.shape:
+                got = "missing" if value is None else list(value.shape)
+                raise ConfigError(f"{where}: {key}.{name} is {got}, expected {list(param.shape)}")
+    loaded = ["conv"]
     with torch.no_grad():
         for key, conv in zip(conv_keys, convs):
             conv.weight.copy_(state_dict[f"{key}.weight"])
             conv.bias.copy_(state_dict[f"{key}.bias"])
-        for key, layer in (("classifier.0", net.roi_neck.fc6), ("classifier.3", net.roi_neck.fc7)):
-            if f"{key}.weight" in state_dict and state_dict[f"{key}.weight"].shape == layer.weight.shape:
-                layer.weight.copy_(state_dict[f"{key}.weight"])
-                layer.bias.copy_(state_dict[f"{key}.bias"])
+        for part, key, layer in (("fc6", "classifier.0", net.roi_neck.fc6), ("fc7", "classifier.3", net.roi_neck.fc7)):
+            weight, bias = state_dict.get(f"{key}.weight"), state_dict.get(f"{key}.bias")
+            if weight is not None and bias is not None and weight.shape == layer.weight.shape:
+                layer.weight.copy_(weight)
+                layer.bias.copy_(bias)
+                loaded.append(part)
+    return loaded
