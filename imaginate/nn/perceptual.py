@@ -224,3 +224,21 @@ class PerceptualLoss(nn.Module):
         super().train(mode)
         self.feature_extractor.eval()  # frozen: batch-norm statistics never move
         return self
+
+
+class ImageGradients(nn.Module):
+    """The offline stand-in for VGG features (no weights): ``x -> [x, d/dx x, d/dy x]``.
+
+    ``[B, C, H, W]`` -> ``[B, C, H, W]``, ``[B, C, H, W-1]``, ``[B, C, H-1, W]``. Used by GANcraft and
+    vid2vid when no VGG19 file is present; a loss on these is an image + edge L1, not a perceptual loss.
+    """
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        return [x, x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]]
+
+
+def offline_perceptual_loss(num_scales: int = 3) -> PerceptualLoss:
+    """The weight-free substitute of the VGG19 loss: L1 of images and their finite differences at
+    ``num_scales`` scales (``ImageGradients`` features, no input normalisation)."""
+    return PerceptualLoss(feature_extractor=ImageGradients(), layer_weights=(1.0, 1.0, 1.0), input_range=None,
+                          num_scales=num_scales)

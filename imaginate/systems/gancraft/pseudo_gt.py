@@ -8,7 +8,7 @@ photo) pairs rendered from procedural worlds by the block-world photo shader:
 - ``SegPhotoPairs``: the pairs, from random valid views of worlds whose seeds start at
   ``PAIR_WORLD_SEED_BASE`` (keep GANcraft's own training worlds below it), each view lit by a
   random ``PhotoStyle`` (sun direction, sky colours, haze) summarised by ``style_vector``;
-- ``SPADETranslator``: segmentation (+ style code) -> RGB in [-1, 1];
+- ``SPADETranslator``: segmentation (+ style code) -> RGB in [-1, 1] (``imaginate.nn.SPADEGenerator``);
 - ``train_pseudo_gt``: L1 to the photos + a conditional multi-scale PatchGAN;
 - ``apply_pseudo_gt``: the frozen translator on a view's segmentation;
 - ``save_translator`` / ``load_translator``: safetensors files that GANcraft training reuses.
@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from torch import Tensor, nn
-from torch.nn import functional as F
+from torch import Tensor
 
 from imaginate.data.blockworld.camera import random_valid_poses
 from imaginate.data.blockworld.raycast import ray_voxel_intersections
@@ -33,8 +32,9 @@ from imaginate.data.blockworld.render import PhotoStyle, label_map, render_photo
 from imaginate.data.blockworld.world import generate_world
 from imaginate.engine.checkpoint import CheckpointError, export_safetensors
 from imaginate.engine.system import NonFiniteLossError
-from imaginate.nn import SPADE, MultiScalePatchDiscriminator, ResidualGeneratorBlock
+from imaginate.nn import MultiScalePatchDiscriminator
 from imaginate.nn.gan_losses import check_gan_loss, d_loss, g_loss
+from imaginate.nn.spade import SPADEGenerator, segmentation_one_hot
 
 STYLE_DIM = 16  # length of style_vector
 PAIR_WORLD_SEED_BASE = 1_000_000  # pair worlds use seeds from here on; GANcraft's worlds stay below
@@ -48,15 +48,6 @@ def style_vector(style: PhotoStyle) -> Tensor:
     parts = [sun / sun.norm(), *(torch.tensor(c, dtype=torch.float32) for c in
                                  (style.sun_color, style.ambient, style.sky_zenith, style.sky_horizon))]
     return torch.cat([*parts, torch.tensor([100.0 / style.fog_distance])])
-
-
-def segmentation_one_hot(labels: Tensor, num_labels: int) -> Tensor:
-    """``[..., H, W]`` integer label ids -> ``[..., L, H, W]`` float32 one-hot (L = ``num_labels``)."""
-    if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.ndim < 2:
-        raise ValueError(f"label ids must be an integer [..., H, W] tensor, got {labels.dtype} {list(labels.shape)}")
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_labels):
-        raise ValueError(f"label ids must lie in 0..{num_labels - 1}, found {int(labels.min())}..{int(labels.max())}")
-    return F.one_hot(labels.long(), num_labels).movedim(-1, -3).float()
 
 
 # --------------------------------------------------------------------------------------------
@@ -136,74 +127,9 @@ class SegPhotoPairs:
 # --------------------------------------------------------------------------------------------
 
 
-class SPADETranslator(nn.Module):
-    """A SPADE generator: segmentation (+ a style code) -> RGB.
-
-    The condition map is the one-hot segmentation with the style code broadcast over the pixels
-    (``[B, L + S, H, W]``). It is area-downsampled ``2**num_upsamples`` times and a conv turns it
-    into the first features; then one SPADE residual block at that size and ``num_upsamples``
-    upsampling ones (every norm a SPADE on the condition map) and a conv + tanh to RGB. Channels
-    run from ``base_channels * 2**num_upsamples`` (capped at ``8 * base_channels``) down to
-    ``base_channels``.
-
-    Args:
-        num_labels: L, channels of the one-hot segmentation.
-        base_channels: channels at full resolution.
-        image_size: the training resolution (a multiple of ``2**num_upsamples``); inputs of any
-            size divisible by ``2**num_upsamples`` are accepted.
-        style_dim: S, length of the style code (``STYLE_DIM`` for ``style_vector``); 0 for none.
-        num_upsamples: 2x upsampling blocks.
-        spade_hidden: channels of each SPADE's shared hidden map.
-        norm: SPADE's parameter-free norm, ``"instance"`` or ``"batch"``.
-    """
-
-    def __init__(self, num_labels: int, base_channels: int = 32, image_size: int = 64, style_dim: int = STYLE_DIM,
-                 num_upsamples: int = 3, spade_hidden: int = 64, norm: str = "instance") -> None:
-        super().__init__()
-        if num_labels < 2 or base_channels < 1 or spade_hidden < 1 or style_dim < 0 or num_upsamples < 0:
-            raise ValueError("SPADETranslator needs num_labels >= 2, base_channels >= 1, spade_hidden >= 1, "
-                             f"style_dim >= 0, num_upsamples >= 0; got {num_labels}, {base_channels}, "
-                             f"{spade_hidden}, {style_dim}, {num_upsamples}")
-        if image_size < 1 or image_size % 2**num_upsamples:
-            raise ValueError(f"image_size must be a positive multiple of 2**num_upsamples = {2**num_upsamples}, "
-                             f"got {image_size}")
-        self.arguments = {"num_labels": num_labels, "base_channels": base_channels, "image_size": image_size,
-                          "style_dim": style_dim, "num_upsamples": num_upsamples, "spade_hidden": spade_hidden,
-                          "norm": norm}
-        self.num_labels, self.style_dim, self.num_upsamples = num_labels, style_dim, num_upsamples
-        condition = num_labels + style_dim
-        channels = [min(base_channels * 2 ** (num_upsamples - k), 8 * base_channels) for k in range(num_upsamples + 1)]
-        self.head = nn.Conv2d(condition, channels[0], 3, padding=1)
-        self.blocks = nn.ModuleList(
-            ResidualGeneratorBlock(channels[max(k - 1, 0)], channels[k], upsample=k > 0,
-                                   norm=lambda c: SPADE(c, condition, spade_hidden, norm),
-                                   activation=lambda: nn.LeakyReLU(0.2))
-            for k in range(num_upsamples + 1)
-        )
-        self.to_rgb = nn.Sequential(nn.LeakyReLU(0.2), nn.Conv2d(channels[-1], 3, 3, padding=1), nn.Tanh())
-        self.register_buffer("default_style", torch.zeros(style_dim))  # [S] used when no style is given
-
-    def forward(self, segmentation: Tensor, style: Tensor | None = None) -> Tensor:
-        """segmentation: ``[B, L, H, W]`` one-hot (or soft) labels; style: ``[B, S]`` (default
-        ``default_style``). Returns ``[B, 3, H, W]`` in [-1, 1]."""
-        factor = 2**self.num_upsamples
-        if (segmentation.ndim != 4 or segmentation.shape[1] != self.num_labels
-                or segmentation.shape[2] % factor or segmentation.shape[3] % factor or segmentation.shape[2] == 0):
-            raise ValueError(f"segmentation must be [B, {self.num_labels}, H, W] with H, W positive multiples of "
-                             f"{factor}, got {list(segmentation.shape)}")
-        batch, _, height, width = segmentation.shape
-        condition = segmentation.to(self.head.weight.dtype)
-        if self.style_dim:
-            if style is None:
-                style = self.default_style.expand(batch, -1)
-            if tuple(style.shape) != (batch, self.style_dim):
-                raise ValueError(f"style must be [{batch}, {self.style_dim}], got {list(style.shape)}")
-            styles = style.to(condition)[:, :, None, None].expand(-1, -1, height, width)  # [B, S, H, W]
-            condition = torch.cat([condition, styles], dim=1)  # [B, L + S, H, W]
-        x = self.head(F.interpolate(condition, size=(height // factor, width // factor), mode="area"))
-        for block in self.blocks:
-            x = block(x, condition)  # SPADE resizes the condition map to each block's size
-        return self.to_rgb(x)
+# The translator is the shared single-image SPADE generator (one home: imaginate/nn/spade.py); the
+# name stays for GANcraft's code and files (same state-dict keys and constructor arguments).
+SPADETranslator = SPADEGenerator
 
 
 # --------------------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from imaginate.engine import RunContext, System, make_grid, unwrap
 from imaginate.engine.batching import global_batch_indices, rank_share
 from imaginate.engine.system import frozen
 from imaginate.nn import PerceptualLoss
+from imaginate.nn.perceptual import ImageGradients, offline_perceptual_loss  # noqa: F401 (old name kept)
 from imaginate.systems.gancraft.discriminator import (
     SegmentationDiscriminator,
     discriminator_loss,
@@ -187,13 +188,6 @@ class GANcraftConfig:
                              f"2**data.translator.num_upsamples), got {self.data.image_size}")
 
 
-class ImageGradients(nn.Module):
-    """The offline stand-in for VGG features: ``x -> [x, d/dx x, d/dy x]`` (no weights)."""
-
-    def forward(self, x: Tensor) -> list[Tensor]:
-        return [x, x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]]
-
-
 class FrozenTranslator(nn.Module):
     """The pseudo-GT translator, frozen, with a ``ready`` flag saved in checkpoints (0 until trained)."""
 
@@ -283,8 +277,7 @@ class GANcraftSystem(System):
         if cfg.loss.perceptual_net == "vgg19":
             self.perceptual = PerceptualLoss(cfg.loss.vgg19_weights or None)
         else:
-            self.perceptual = PerceptualLoss(feature_extractor=ImageGradients(), layer_weights=(1.0, 1.0, 1.0),
-                                             input_range=None, num_scales=3)
+            self.perceptual = offline_perceptual_loss(num_scales=3)
         self.perceptual.to(ctx.device)
         self._data: GANcraftTrainData | None = None
 
