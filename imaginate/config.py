@@ -126,6 +126,19 @@ def _parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
+def _read_yaml(path: Path) -> Any:
+    """A YAML file's contents; an unreadable or malformed file is a ConfigError naming it and the line."""
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read ({type(exc).__name__})") from None
+
+
 def build_config(schema_cls: type[T], *, preset: str | None, system: str, overrides: list[str] = (),
                  preset_file: Path | None = None, base: T | None = None) -> T:
     """Merge ``configs/<system>/<preset>.yaml`` (or ``preset_file``) and overrides onto ``schema_cls``
@@ -143,7 +156,7 @@ def build_config(schema_cls: type[T], *, preset: str | None, system: str, overri
     try:
         merged = schema
         if preset_file is not None:
-            loaded = yaml.safe_load(preset_file.read_text()) or {}
+            loaded = _read_yaml(preset_file)
             if not isinstance(loaded, dict):
                 raise ConfigError(f"{preset_file}: a preset must be a YAML mapping")
             merged = OmegaConf.merge(merged, loaded)

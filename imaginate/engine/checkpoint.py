@@ -90,6 +90,42 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
 
 
+def newest_readable_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any], list[str]] | None:
+    """The newest checkpoint of ``run_dir`` that loads, with the reasons the newer ones were skipped.
+
+    A crash or a full disk can leave the newest file truncated while an intact older one sits beside it;
+    resuming continues from the older one and says which were skipped. None when there is no checkpoint.
+
+    Raises:
+        CheckpointError: checkpoints exist but none is readable (the message lists each one's problem).
+    """
+    found = list_checkpoints(run_dir)
+    if not found:
+        return None
+    skipped: list[str] = []
+    for _, path in reversed(found):
+        try:
+            ckpt = load_checkpoint(path)
+        except CheckpointError as exc:
+            skipped.append(str(exc))
+            continue
+        if not isinstance(ckpt, dict) or "step" not in ckpt or "modules" not in ckpt:
+            skipped.append(f"{path}: not a training checkpoint (no step or modules)")
+            continue
+        return path, ckpt, skipped
+    raise CheckpointError(f"{run_dir / 'checkpoints'}: no readable checkpoint ({'; '.join(skipped)})")
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    """``atomic_torch_save`` with a disk-full or permission failure turned into a CheckpointError; the
+    previous checkpoints stay intact because the new file only replaces its name once fully written."""
+    try:
+        atomic_torch_save(state, path)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: could not write checkpoint ({exc.strerror or exc}); "
+                              "the previous checkpoints are intact") from None
+
+
 def export_safetensors(modules: dict[str, torch.nn.Module], path: Path, metadata: dict[str, str]) -> None:
     """All modules' state dicts flattened to ``<module>.<key>`` in one safetensors file (atomic)."""
     from safetensors.torch import save_file

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from imaginate.config import ConfigError
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -31,8 +33,17 @@ def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
         preference = "cuda" if torch.cuda.is_available() else "cpu"
     if preference == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("train.device=cuda but no CUDA device is visible; use train.device=auto or cpu")
+            raise ConfigError(f"train.device: '{preference}' but no CUDA device is visible; use auto or cpu")
         return torch.device("cuda", local_rank % torch.cuda.device_count())
+    if preference.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"train.device: '{preference}' but no CUDA device is visible; use auto or cpu")
+        index = int(preference.split(":", 1)[1]) if preference.split(":", 1)[1].isdigit() else -1
+        if not 0 <= index < torch.cuda.device_count():
+            raise ConfigError(f"train.device: '{preference}' but this machine has {torch.cuda.device_count()} "
+                              "CUDA device(s)")
+    elif preference != "cpu":
+        raise ConfigError(f"device: '{preference}' is not one of auto, cpu, cuda, cuda:N")
     return torch.device(preference)
 
 

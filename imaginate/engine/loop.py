@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,14 +15,14 @@ from tqdm.auto import tqdm
 from imaginate.config import ConfigError, load_saved_config, to_yaml
 from imaginate.engine.checkpoint import (
     CheckpointError,
-    atomic_torch_save,
     capture_rng,
     checkpoint_path,
     export_safetensors,
     latest_checkpoint,
-    load_checkpoint,
+    newest_readable_checkpoint,
     prune_checkpoints,
     restore_rng,
+    save_checkpoint,
 )
 from imaginate.engine.distributed import DistEnv, all_reduce_mean, barrier, init_distributed, resolve_device
 from imaginate.engine.logging import RunLogger
@@ -64,11 +65,18 @@ def _state(system: System, step: int, env: DistEnv) -> dict[str, Any] | None:
 
 
 def load_modules(system: System, ckpt: dict[str, Any], path: Path) -> None:
+    """Load every module's weights; a checkpoint that does not fit the run is an error naming the module
+    (never a silent partial load)."""
     missing = set(system.modules) - set(ckpt.get("modules", {}))
     if missing:
         raise CheckpointError(f"{path}: has no weights for {', '.join(sorted(missing))}")
     for name, module in system.modules.items():
-        unwrap(module).load_state_dict(ckpt["modules"][name])
+        try:
+            unwrap(module).load_state_dict(ckpt["modules"][name])
+        except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
+            first = str(exc).strip().splitlines()
+            detail = first[1].strip() if len(first) > 1 else (first[0] if first else type(exc).__name__)
+            raise CheckpointError(f"{path}: weights of module '{name}' do not fit this run ({detail})") from None
 
 
 def _restore(system: System, ckpt: dict[str, Any], path: Path, env: DistEnv) -> int:
@@ -143,7 +151,13 @@ def run_training(spec: SystemSpec, cfg: Any, run_dir: Path, resume: bool = False
     torch.manual_seed(tc.seed + 1_000 * env.rank)  # per-rank stream for dropout, noise, augmentation
     start = 0
     if resume:
-        start = _restore(system, load_checkpoint(previous), previous, env)
+        found = newest_readable_checkpoint(run_dir)
+        assert found is not None  # checked above: the folder has checkpoints
+        previous, ckpt, skipped = found
+        if env.is_main:
+            for reason in skipped:
+                print(f"skipping unreadable checkpoint: {reason}", file=sys.stderr)
+        start = _restore(system, ckpt, previous, env)
         logger.truncate_after(start)
         if env.is_main:
             print(f"resuming {spec.name} from {previous} (step {start})")
@@ -188,7 +202,7 @@ def run_training(spec: SystemSpec, cfg: Any, run_dir: Path, resume: bool = False
         if _due(done, tc.ckpt_every, tc.steps):
             state = _state(system, done, env)
             if env.is_main:
-                atomic_torch_save(state, checkpoint_path(run_dir, done))
+                save_checkpoint(state, checkpoint_path(run_dir, done))
                 prune_checkpoints(run_dir, tc.keep_checkpoints)
             barrier(env)
 
@@ -222,16 +236,22 @@ def load_run(run_dir: Path, device: str = "auto") -> tuple[SystemSpec, Any, Syst
     info_path = run_dir / "run.json"
     if not info_path.is_file():
         raise ConfigError(f"{run_dir}: not a run directory (no run.json)")
-    info = json.loads(info_path.read_text())
-    spec = get_system(info["system"])
+    try:
+        info = json.loads(info_path.read_text())
+        system_name = info["system"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{info_path}: not a readable run description ({type(exc).__name__})") from None
+    spec = get_system(str(system_name))
     cfg = load_saved_config(spec.config_cls, run_dir / "config.yaml")
     cfg.train.device = device
-    ckpt_path = latest_checkpoint(run_dir)
-    if ckpt_path is None:
+    found = newest_readable_checkpoint(run_dir)
+    if found is None:
         raise ConfigError(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'}")
+    ckpt_path, ckpt, skipped = found
+    for reason in skipped:
+        print(f"skipping unreadable checkpoint: {reason}", file=sys.stderr)
     env = DistEnv(0, 1, 0, resolve_device(device))
     system = build_system(spec, cfg, env)
-    ckpt = load_checkpoint(ckpt_path)
     load_modules(system, ckpt, ckpt_path)
     return spec, cfg, system, int(ckpt["step"])
 
