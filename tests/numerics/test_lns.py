@@ -170,3 +170,16 @@ def test_dtypes_are_preserved_and_quantisation_is_idempotent() -> None:
     levels = lns_quantize(torch.linspace(-1, 1, 10001), LNSFormat(4, 2)).unique()
     assert len(levels) == 2 * LNSFormat(4, 2).levels + 1  # +- each magnitude, and zero
     assert math.isclose(levels.max().item(), 1.0)
+
+
+def test_nearest_rounding_breaks_exact_ties_to_even() -> None:
+    """An exponent exactly half-way between two codes goes to the even code (torch.round's rule):
+    at gamma 2, x = 2**-1.25 has t = 2.5 and decodes to 2**-1 = 0.5, not 2**-1.5 (half-up's answer);
+    at t = 4.5 the even code is 4."""
+    fmt = LNSFormat(bits=8, gamma=2)
+    scale = torch.tensor(1.0, dtype=torch.float64)
+    x = torch.tensor([2**-1.25, 2**-2.25, -(2**-1.25)], dtype=torch.float64)
+    assert torch.equal(fmt.gamma * torch.log2(scale / x.abs()), torch.tensor([2.5, 4.5, 2.5], dtype=torch.float64))
+    codes, signs = lns_encode(x, fmt, scale)
+    assert codes.tolist() == [2, 4, 2] and signs.tolist() == [1, 1, -1]
+    assert torch.equal(lns_quantize(x, fmt, scale), torch.tensor([0.5, 0.25, -0.5], dtype=torch.float64))

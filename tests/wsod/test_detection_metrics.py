@@ -153,3 +153,15 @@ def test_coco_ap_of_a_perfect_detector_is_one():
     assert stats["AP"] == pytest.approx(1.0) and stats["AP50"] == pytest.approx(1.0)
     half = coco_ap([_det([A], [1.0], [0]), _det([], [], [])], [_gt([A], [0]), _gt([B], [0])], 1)
     assert half["AR100"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("pixel_inclusive", [False, True])
+def test_a_detection_at_iou_exactly_half_is_a_true_positive(pixel_inclusive):
+    """The devkit's rule is IoU >= 0.5 (a '>' would turn this detection into a false positive)."""
+    end = 9 if pixel_inclusive else 10  # +1 areas: [0, 0, 9, 9] has area 100
+    gt = _gt([[0, 0, end, end]], [0])
+    det = _det([[0, 0, end, end // 2 if pixel_inclusive else 5]], [0.9], [0])
+    iou = box_iou(det[0], gt[0], pixel_inclusive=pixel_inclusive)
+    assert float(iou) == 0.5  # the case is exact, not approximately half
+    result = voc_eval([det], [gt], num_classes=1, pixel_inclusive=pixel_inclusive)
+    assert result["ap"] == [1.0]
