@@ -3,6 +3,7 @@ caches that tell folders apart, VOC2012 ids against wetectron's pickles, COCO fo
 scribbles through VOC XML."""
 
 import logging
+import math
 
 import pytest
 import torch
@@ -83,3 +84,40 @@ def test_cli_exits_2_naming_the_weights_file(tmp_path, capsys, name):
                  "model.backbone=vgg16", f"model.backbone_weights={tmp_path / name}", "train.steps=1"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and name in err[0], err
+
+
+# ---------------------------------------------------------------- AMP
+
+SMALL = ["data.num_train=8", "data.num_test=4", "eval.corloc_images=4", "model.width=8", "model.neck_dim=32",
+         "data.proposal_method=sliding_window", "data.max_proposals=40", "train.batch_size=2", "data.image_size=64",
+         "data.train_scales=[64]"]
+
+
+def _system(tmp_path, *overrides):
+    from imaginate.config import build_config
+    from imaginate.engine import RunContext
+    from imaginate.engine.distributed import DistEnv
+    from imaginate.registry import get_system
+
+    spec = get_system("wsod")
+    cfg = build_config(spec.config_cls, preset="tiny", system="wsod",
+                       overrides=SMALL + [f"data.proposal_cache={tmp_path / 'cache'}", *overrides])
+    ctx = RunContext(DistEnv(0, 1, 0, torch.device("cpu")), cfg.train.amp, 1, 0, cfg.train.batch_size)
+    return spec.system_cls(cfg, ctx)
+
+
+@pytest.mark.parametrize("roi_op", ["pool", "align"])
+def test_amp_trains_on_the_cpu(tmp_path, roi_op):
+    system = _system(tmp_path, "train.amp=true", "cdb=true", "chunk_size=16", f"model.roi_op={roi_op}",
+                     "refine_warmup_start=0")
+    assert system.ctx.amp
+    before = [p.detach().clone() for p in system.net.parameters()]
+    logs = system.train_step(system.train_batch(0))
+    assert math.isfinite(logs["detector_loss"]) and math.isfinite(logs["cdb_loss"])
+    assert all(p.dtype == torch.float32 for p in system.net.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, system.net.parameters()))
+    with system.ctx.autocast():  # pooled features come back in autocast's dtype, computed in fp32
+        net = system.net
+        features = net.features(system.train_batch(0)["images"])
+        rois = torch.tensor([[0.0, 0, 0, 32, 32]])
+        assert features.dtype == torch.bfloat16 and net.roi_features(features, rois).dtype == torch.bfloat16

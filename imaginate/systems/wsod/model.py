@@ -343,15 +343,22 @@ class WSODNet(nn.Module):
 
     def roi_features(self, features: Tensor, rois: Tensor) -> Tensor:
         """[B, F, h, w] features and [R, 5] rois (batch_index, x1, y1, x2, y2 in image pixels) ->
-        [R, F, S, S] pooled features, passed through ``roi_dropout`` when set and training."""
-        rois = rois.to(features.dtype)
+        [R, F, S, S] pooled features, passed through ``roi_dropout`` when set and training.
+
+        Pooling runs in float32 with autocast off (torchvision has no bfloat16 CPU kernel for it, and
+        box coordinates lose pixels in half precision); the result comes back in the features' dtype.
+        """
         size, scale = self.config.roi_size, 1.0 / self.stride
-        if self.config.roi_op == "pool":
-            pooled = torchvision.ops.roi_pool(features, rois, (size, size), spatial_scale=scale)
-        else:
-            pooled = torchvision.ops.roi_align(
-                features, rois, (size, size), spatial_scale=scale, sampling_ratio=2, aligned=True
-            )
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            wide = torch.float32 if features.dtype in (torch.float16, torch.bfloat16) else features.dtype
+            features32, rois32 = features.to(wide), rois.to(wide)
+            if self.config.roi_op == "pool":
+                pooled = torchvision.ops.roi_pool(features32, rois32, (size, size), spatial_scale=scale)
+            else:
+                pooled = torchvision.ops.roi_align(
+                    features32, rois32, (size, size), spatial_scale=scale, sampling_ratio=2, aligned=True
+                )
+        pooled = pooled.to(features.dtype)  # [R, F, S, S]
         if self.roi_dropout is not None and self.training:
             pooled = self.roi_dropout(pooled)
         return pooled
