@@ -10,6 +10,16 @@ from imaginate.data.fashion_mnist import (
     load_fashion_mnist,
     read_idx,
 )
+from imaginate.data.heads import (
+    EXPRESSION_NAMES,
+    IDENTITY_SPLIT,
+    HeadClip,
+    HeadIdentity,
+    cached_head_clip,
+    head_clip,
+    render_head,
+    render_heads,
+)
 from imaginate.data.image_folder import ImageFolderDataset, ImageFolderSubset, load_image_folder
 from imaginate.data.species import (
     NUM_SPECIES,
@@ -33,6 +43,14 @@ __all__ = [
     "ArrayDataset",
     "CharCorpus",
     "DataError",
+    "EXPRESSION_NAMES",
+    "IDENTITY_SPLIT",
+    "HeadClip",
+    "HeadIdentity",
+    "cached_head_clip",
+    "head_clip",
+    "render_head",
+    "render_heads",
     "ImageFolderDataset",
     "ImageFolderSubset",
     "load_char_corpus",
