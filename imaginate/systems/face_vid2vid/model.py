@@ -251,6 +251,9 @@ class FaceVid2Vid(nn.Module):
         """The source person in the driving motion: ``[B, 3, H, W]`` in [0, 1]."""
         return self.generate(self.appearance(source), self.canonical(source), source_motion, driving_motion)["image"]
 
+    def forward(self, source: Tensor, driving: Tensor) -> dict:
+        return self.reconstruct(source, driving)
+
     def reconstruct(self, source: Tensor, driving: Tensor) -> dict:
         """Training pass: the source re-rendered in the driving frame's motion, plus what the losses need
         (``canonical``, ``source_motion``, ``driving_motion``, ``driving_logits`` ``[B, 3, 66]``, ...)."""
@@ -298,6 +301,9 @@ class Keypoints2DModel(nn.Module):
                                                  cfg.motion_channels * 2, cfg.motion_blocks,
                                                  cfg.motion_max_channels * 2)
         self.decoder = ImageDecoder(width, cfg.generator_channels, cfg.generator_res_blocks, num_up=2)
+
+    def forward(self, source: Tensor, driving: Tensor) -> dict:
+        return self.reconstruct(source, driving)
 
     def reconstruct(self, source: Tensor, driving: Tensor) -> dict:
         kp_s, kp_d = self.keypoints(source), self.keypoints(driving)  # [B, K, 2]
