@@ -35,6 +35,7 @@ from imaginate.data.species import (
     sample_content,
 )
 from imaginate.data.text import CharCorpus, load_char_corpus
+from imaginate.data.video_folder import VideoClip, VideoFolder, read_crop_boxes
 
 __all__ = [
     "DEFAULT_FASHION_MNIST",
@@ -51,6 +52,9 @@ __all__ = [
     "head_clip",
     "render_head",
     "render_heads",
+    "VideoClip",
+    "VideoFolder",
+    "read_crop_boxes",
     "ImageFolderDataset",
     "ImageFolderSubset",
     "load_char_corpus",

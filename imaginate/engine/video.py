@@ -104,8 +104,8 @@ def write_mp4(frames: Tensor | np.ndarray, path: str | os.PathLike, fps: float =
     return path
 
 
-def read_mp4(path: str | os.PathLike) -> Tensor:
-    """Decode every frame of a video file's first video stream.
+def read_mp4(path: str | os.PathLike, max_frames: int | None = None) -> Tensor:
+    """Decode the frames of a video file's first video stream (all, or the first ``max_frames``).
 
     Returns:
         ``[T, 3, H, W]`` float32 in [0, 1] (H, W as stored, i.e. even for files from ``write_mp4``).
@@ -114,9 +114,21 @@ def read_mp4(path: str | os.PathLike) -> Tensor:
     if not path.is_file():
         raise FileNotFoundError(f"video file {path} does not exist")
     av = _import_av()
+    images = []
     with av.open(str(path)) as container:
-        images = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+        for frame in container.decode(video=0):
+            if max_frames is not None and len(images) >= max_frames:
+                break
+            images.append(frame.to_ndarray(format="rgb24"))
     if not images:
         raise ValueError(f"video file {path} has no frames")
     array = torch.from_numpy(np.stack(images))  # [T, H, W, 3] uint8
     return array.permute(0, 3, 1, 2).float() / 255.0
+
+
+def mp4_fps(path: str | os.PathLike) -> float:
+    """The average frame rate of a video file's first video stream (0.0 when the file does not say)."""
+    av = _import_av()
+    with av.open(str(path)) as container:
+        rate = container.streams.video[0].average_rate
+    return float(rate) if rate else 0.0
