@@ -2,3 +2,4 @@
 
 from imaginate.systems import charlm, classify, coco_funit, gan, gancraft, lns_madam, wsod  # noqa: F401
 from imaginate.systems import face_vid2vid  # noqa: F401
+from imaginate.systems import vid2vid  # noqa: F401
