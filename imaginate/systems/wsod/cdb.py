@@ -18,6 +18,14 @@ Choices, and where they differ from the released code (``wetectron/modeling/cdb.
   (the released code uses ``numel / sum`` over all ROIs, which couples ROIs and chunks). An ROI with
   every cell dropped comes out as zeros (the ``max(., 1)`` guard), never NaN. The scale is a
   constant for autograd (detached): the adversary is trained through which cells it drops.
+* Distributed training: the adversarial gradients come from ``torch.autograd.grad``, which DDP's
+  all-reduce never sees, so ``cdb_adversarial_step`` averages them over the ranks itself (otherwise
+  each rank's CDB net drifts its own way).
+* Its optimizer (``cdb_optimizer``, ``cdb_lr_factor``) follows the reference's VOC07 setting
+  (wetectron ``configs/voc/V_16_voc07.yaml`` ``SOLVER_CDB`` over ``config/defaults.py``): SGD,
+  momentum 0.9, lr 1e-4 at batch 8 with biases at 2x lr and no weight decay, weight decay 1e-4, a
+  linear warm-up from 1/3 over 500 steps, and the lr multiplied by 3.0 (its ``GAMMA``; a rise, not a
+  decay) at the detector's decay steps.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import math
 from collections.abc import Callable
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -139,6 +148,42 @@ class ConcreteDropBlock(nn.Module):
         return features * keep * scale
 
 
+def cdb_optimizer(cdb: nn.Module, lr: float = 1e-4, momentum: float = 0.9, weight_decay: float = 1e-4,
+                  bias_lr_factor: float = 2.0) -> torch.optim.SGD:
+    """SGD over the CDB net's parameters as the reference builds it: weights at ``lr`` with
+    ``weight_decay``, biases at ``bias_lr_factor * lr`` without weight decay."""
+    weights = [p for name, p in cdb.named_parameters() if p.requires_grad and not name.endswith("bias")]
+    biases = [p for name, p in cdb.named_parameters() if p.requires_grad and name.endswith("bias")]
+    groups = [{"params": weights, "lr": lr, "weight_decay": weight_decay},
+              {"params": biases, "lr": lr * bias_lr_factor, "weight_decay": 0.0}]
+    return torch.optim.SGD([g for g in groups if g["params"]], lr=lr, momentum=momentum)
+
+
+def cdb_lr_factor(step: int, warmup_steps: int, milestones: list[int], gamma: float,
+                  warmup_from: float = 1.0 / 3.0) -> float:
+    """The CDB learning-rate multiplier at ``step``: a linear warm-up from ``warmup_from`` to 1 over
+    ``warmup_steps``, times ``gamma`` per milestone passed (the reference's warm-up multi-step rule)."""
+    warm = 1.0
+    if step < warmup_steps:
+        alpha = step / warmup_steps
+        warm = warmup_from * (1.0 - alpha) + alpha
+    return warm * gamma ** sum(step >= m for m in milestones)
+
+
+def average_over_ranks_(tensors: list[Tensor]) -> None:
+    """Replace each tensor by its mean over the ranks of the default process group, in place (one
+    all-reduce of a flat buffer); nothing happens in a single process."""
+    if not tensors or not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= dist.get_world_size()
+    offset = 0
+    for t in tensors:
+        t.copy_(flat[offset:offset + t.numel()].view_as(t))
+        offset += t.numel()
+
+
 def cdb_adversarial_step(cdb: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable[[], Tensor],
                          weight: float = 0.01) -> Tensor:
     """One adversarial update of the Concrete DropBlock net: step ``optimizer`` on ``-weight * loss_fn()``.
@@ -147,7 +192,9 @@ def cdb_adversarial_step(cdb: nn.Module, optimizer: torch.optim.Optimizer, loss_
     second training forward of the detector (with ``cdb`` inside it) and returns its loss; the CDB net
     descends ``-weight * loss``, i.e. ascends the detector loss. Gradients are taken with
     ``torch.autograd.grad`` for the CDB parameters only, so the ``.grad`` of every other parameter is
-    neither read nor written, and ``optimizer`` must hold CDB parameters only (checked).
+    neither read nor written, and ``optimizer`` must hold CDB parameters only (checked). Under
+    torch.distributed the gradients are averaged over the ranks before the step (DDP's all-reduce
+    runs only inside ``backward``), so every rank's CDB net stays the same.
 
     Args:
         cdb: the Concrete DropBlock module (its trainable parameters are updated).
@@ -168,8 +215,10 @@ def cdb_adversarial_step(cdb: nn.Module, optimizer: torch.optim.Optimizer, loss_
     if loss.dim() != 0:
         raise ValueError(f"loss_fn must return a scalar, got shape {list(loss.shape)}")
     grads = torch.autograd.grad(-weight * loss, params, allow_unused=True)
+    grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+    average_over_ranks_(grads)
     for param, grad in zip(params, grads):
-        param.grad = torch.zeros_like(param) if grad is None else grad
+        param.grad = grad
     optimizer.step()
     for param in params:
         param.grad = None

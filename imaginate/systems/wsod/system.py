@@ -25,7 +25,7 @@ from torch import Tensor
 
 from imaginate.config import TrainConfig, check_choice
 from imaginate.engine import RunContext, System, unwrap
-from imaginate.systems.wsod.cdb import ConcreteDropBlock, cdb_adversarial_step
+from imaginate.systems.wsod.cdb import ConcreteDropBlock, cdb_adversarial_step, cdb_lr_factor, cdb_optimizer
 from imaginate.systems.wsod.data import DetectionSplit, WSODDataConfig, load_split, resize_view
 from imaginate.systems.wsod.inference import InferenceConfig
 from imaginate.systems.wsod.losses import (
@@ -53,7 +53,9 @@ class WSODOptimConfig:
     """SGD with momentum (the paper: lr 0.01 at batch 8, momentum 0.9, weight decay 1e-4) or Adam
     (``name=adam``: betas (momentum, 0.999); a backbone trained from scratch on the CPU learns far
     faster with it), a linear warm-up over ``warmup_steps`` and x0.1 decays at the fractions
-    ``decay_at`` of the run. The CDB net always uses SGD (``cdb_lr``), as the reference."""
+    ``decay_at`` of the run. The CDB net always uses SGD as the reference (``cdb.cdb_optimizer``):
+    ``cdb_lr`` (biases 2x, no decay), ``cdb_weight_decay``, a warm-up from 1/3 over
+    ``cdb_warmup_steps``, x``cdb_gamma`` at ``decay_at``."""
 
     name: str = "sgd"
     lr: float = 0.01
@@ -61,7 +63,10 @@ class WSODOptimConfig:
     weight_decay: float = 1e-4
     warmup_steps: int = 200
     decay_at: list[float] = field(default_factory=lambda: [0.67, 0.89])
-    cdb_lr: float = 0.01
+    cdb_lr: float = 1e-4  # wetectron VOC07 SOLVER_CDB, at batch 8
+    cdb_weight_decay: float = 1e-4
+    cdb_warmup_steps: int = 500
+    cdb_gamma: float = 3.0
 
     def __post_init__(self) -> None:
         check_choice("optim.name", self.name, ("sgd", "adam"))
@@ -72,6 +77,8 @@ class WSODOptimConfig:
             raise ValueError(f"optim.momentum: must be in [0, 1), got {self.momentum}")
         if self.weight_decay < 0 or self.warmup_steps < 0:
             raise ValueError("optim.weight_decay and optim.warmup_steps: must be >= 0")
+        if self.cdb_weight_decay < 0 or self.cdb_warmup_steps < 0 or not self.cdb_gamma > 0:
+            raise ValueError("optim.cdb_weight_decay, optim.cdb_warmup_steps: must be >= 0; optim.cdb_gamma: > 0")
         if any(not 0 < f < 1 for f in self.decay_at):
             raise ValueError(f"optim.decay_at: fractions in (0, 1), got {list(self.decay_at)}")
 
@@ -154,7 +161,7 @@ class WSODSystem(System):
             detector_opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
         self.optimizers = {"detector": detector_opt}
         if net.roi_dropout is not None:
-            self.optimizers["cdb"] = torch.optim.SGD(net.roi_dropout.parameters(), lr=o.cdb_lr, momentum=o.momentum)
+            self.optimizers["cdb"] = cdb_optimizer(net.roi_dropout, o.cdb_lr, o.momentum, o.cdb_weight_decay)
         steps = cfg.train.steps
         milestones = [int(f * steps) for f in o.decay_at]
 
@@ -163,6 +170,9 @@ class WSODSystem(System):
             return warm * 0.1 ** sum(step >= m for m in milestones)
 
         self.schedulers = {"detector": torch.optim.lr_scheduler.LambdaLR(self.optimizers["detector"], factor)}
+        if "cdb" in self.optimizers:
+            self.schedulers["cdb"] = torch.optim.lr_scheduler.LambdaLR(
+                self.optimizers["cdb"], lambda step: cdb_lr_factor(step, o.cdb_warmup_steps, milestones, o.cdb_gamma))
 
     # -- data ---------------------------------------------------------------------------------
     @property
@@ -244,7 +254,9 @@ class WSODSystem(System):
             adversarial = cdb_adversarial_step(net.roi_dropout, self.optimizers["cdb"],
                                                lambda: self.detector_loss(batch)[0], self.cfg.cdb_weight)
             net.zero_grad(set_to_none=True)  # the second forward left gradients on the detector
-            logs |= {"cdb_loss": float(adversarial), "cdb_drop": net.roi_dropout.last_drop_fraction}
+            self.schedulers["cdb"].step()
+            logs |= {"cdb_loss": float(adversarial), "cdb_drop": net.roi_dropout.last_drop_fraction,
+                     "cdb_lr": self.optimizers["cdb"].param_groups[0]["lr"]}
         return logs
 
     # -- using it -----------------------------------------------------------------------------
