@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_render_parser(sub)  # imaginate render --checkpoint RUN [--world W.npy] --path orbit|fly --out V.mp4
 
+    from imaginate.systems.styled_text.write import add_write_parser
+
+    add_write_parser(sub)  # imaginate write --checkpoint RUN --context "..." --style-example FILE
+
     from imaginate.systems.vid2vid.synthesize import add_synthesize_parser
 
     add_synthesize_parser(sub)  # imaginate synthesize --checkpoint RUN --world W.npy --path revisit --out V.mp4
@@ -121,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     from imaginate.systems.face_vid2vid.talk import add_talk_parser
 
     add_talk_parser(sub)  # imaginate talk --checkpoint RUN --source IMG --driving V.mp4 --out OUT.mp4 [--yaw D]
+
+    from imaginate.systems.face_vid2vid.codec_cli import add_codec_parser
+
+    add_codec_parser(sub)  # imaginate codec encode --checkpoint RUN --video IN.mp4 --out S.fv2v | decode | info
     return parser
 
 

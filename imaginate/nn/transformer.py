@@ -1,4 +1,5 @@
-"""A small decoder-only (causal) transformer language model over characters."""
+"""A small decoder-only (causal) transformer language model over characters, and its blocks (also used
+bidirectionally, with a mask, or with style-adaptive layer norms by the styled-text system)."""
 
 from __future__ import annotations
 
@@ -14,26 +15,53 @@ class CausalSelfAttention(nn.Module):
         d_model: model width; split evenly over the heads.
         n_heads: number of attention heads; must divide d_model.
         dropout: dropout on the attention weights (training only) and on the output.
+        causal: False lets every position attend to every position (an encoder).
     """
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0) -> None:
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, causal: bool = True) -> None:
         super().__init__()
         if d_model % n_heads != 0:
             raise ValueError(f"n_heads ({n_heads}) must divide d_model ({d_model})")
         self.n_heads = n_heads
         self.dropout = dropout
+        self.causal = causal
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.proj = nn.Linear(d_model, d_model)
         self.proj_dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:
+        """x: [B, T, D]; attn_mask: optional [B, 1, T, T] bool, True where query i may attend to key j
+        (it replaces the causal rule, so a caller who wants both passes their conjunction)."""
         b, t, d = x.shape  # [B, T, D]
         qkv = self.qkv(x).view(b, t, 3, self.n_heads, d // self.n_heads)  # [B, T, 3, H, D/H]
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # [B, H, T, D/H] each
         attended = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
+            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0,
+            is_causal=self.causal and attn_mask is None,
         )  # [B, H, T, D/H]
         return self.proj_dropout(self.proj(attended.transpose(1, 2).reshape(b, t, d)))  # [B, T, D]
+
+
+class AdaptiveLayerNorm(nn.Module):
+    """Style-adaptive layer norm (AdaIN applied per token): ``(1 + gamma(s)) * LN(x) + beta(s)`` with a
+    parameter-free LayerNorm over the features of each token (statistics never mix positions, so a causal
+    model stays causal) and ``[gamma, beta] = Linear(s)``, initialised to zero (a plain LayerNorm at start).
+
+    Args:
+        d_model: features D of x [B, T, D].
+        cond_dim: length of the style code s [B, S].
+    """
+
+    def __init__(self, d_model: int, cond_dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(d_model, elementwise_affine=False)
+        self.to_scale_shift = nn.Linear(cond_dim, 2 * d_model)
+        nn.init.zeros_(self.to_scale_shift.weight)
+        nn.init.zeros_(self.to_scale_shift.bias)
+
+    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
+        gamma, beta = self.to_scale_shift(cond).unsqueeze(1).chunk(2, dim=-1)  # [B, 1, D] each
+        return (1 + gamma) * self.norm(x) + beta  # [B, T, D]
 
 
 class TransformerBlock(nn.Module):
@@ -43,19 +71,29 @@ class TransformerBlock(nn.Module):
         d_model: model width.
         n_heads: number of attention heads.
         dropout: dropout in attention and after the MLP.
+        causal: False for a bidirectional (encoder) block.
+        cond_dim: > 0 replaces both LayerNorms by AdaptiveLayerNorm on a code [B, cond_dim] passed to forward.
     """
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0) -> None:
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, causal: bool = True,
+                 cond_dim: int = 0) -> None:
         super().__init__()
-        self.attention_norm = nn.LayerNorm(d_model)
-        self.attention = CausalSelfAttention(d_model, n_heads, dropout)
-        self.mlp_norm = nn.LayerNorm(d_model)
+        self.cond_dim = cond_dim
+        self.attention_norm = AdaptiveLayerNorm(d_model, cond_dim) if cond_dim else nn.LayerNorm(d_model)
+        self.attention = CausalSelfAttention(d_model, n_heads, dropout, causal)
+        self.mlp_norm = AdaptiveLayerNorm(d_model, cond_dim) if cond_dim else nn.LayerNorm(d_model)
         self.mlp = nn.Sequential(
             nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model), nn.Dropout(dropout)
         )
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.attention(self.attention_norm(x))  # [B, T, D]
+    def forward(self, x: Tensor, attn_mask: Tensor | None = None, cond: Tensor | None = None) -> Tensor:
+        """x: [B, T, D]; attn_mask: see CausalSelfAttention; cond: [B, cond_dim], required iff cond_dim > 0."""
+        if self.cond_dim:
+            if cond is None:
+                raise ValueError("this block has adaptive norms: pass cond [B, cond_dim]")
+            x = x + self.attention(self.attention_norm(x, cond), attn_mask)  # [B, T, D]
+            return x + self.mlp(self.mlp_norm(x, cond))  # [B, T, D]
+        x = x + self.attention(self.attention_norm(x), attn_mask)  # [B, T, D]
         return x + self.mlp(self.mlp_norm(x))  # [B, T, D]
 
 
