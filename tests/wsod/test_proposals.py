@@ -130,7 +130,7 @@ def test_cache_computes_once_and_reuses(tmp_path, monkeypatch):
     assert len(calls) == 4
     stored = [name for name in os.listdir(tmp_path) if name.endswith(".npy")]
     assert len(stored) == 4 and not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
-    with open(cache.path("000005", 8, 8), "wb") as f:  # a damaged file is recomputed and rewritten
+    with open(cache.path("000005", 8, 8, cache.fingerprint(image)), "wb") as f:  # a damaged file is recomputed and rewritten
         f.write(b"garbage")
     assert torch.equal(cache.get("000005", image), first) and len(calls) == 5
     assert torch.equal(cache.get("000005", image), first) and len(calls) == 5

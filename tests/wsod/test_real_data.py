@@ -121,3 +121,38 @@ def test_amp_trains_on_the_cpu(tmp_path, roi_op):
         features = net.features(system.train_batch(0)["images"])
         rois = torch.tensor([[0.0, 0, 0, 32, 32]])
         assert features.dtype == torch.bfloat16 and net.roi_features(features, rois).dtype == torch.bfloat16
+
+
+# ---------------------------------------------------------------- proposal cache
+
+
+def _voc_folder(root, seed, count=4, size=64, image_set="trainval"):
+    from imaginate.data.scenes import SceneDataset, export_voc
+
+    return export_voc(SceneDataset(count, size, seed=seed), str(root), image_set=image_set)
+
+
+def test_a_second_voc_folder_with_the_same_ids_gets_its_own_proposals(tmp_path, monkeypatch):
+    from imaginate.data.scenes import SCENE_CLASSES
+    from imaginate.systems.wsod import proposals as proposals_module
+    from imaginate.systems.wsod.data import WSODDataConfig, load_split
+
+    def content_boxes(image, method, params):  # proposals that depend on the pixels
+        m = float(image.mean()) / 255.0
+        return torch.tensor([[0.0, 0.0, 10.0 + 40.0 * m, 10.0 + 40.0 * m], [5.0, 5.0, 60.0, 60.0]])
+
+    monkeypatch.setattr(proposals_module, "compute_proposals", content_boxes)
+    ids_a, ids_b = _voc_folder(tmp_path / "a", seed=1), _voc_folder(tmp_path / "b", seed=2)
+    assert ids_a == ids_b  # 000000 ... 000003 in both
+    splits = {}
+    for name in ("a", "b", "a"):
+        cfg = WSODDataConfig(name="voc", root=str(tmp_path / name), classes=list(SCENE_CLASSES),
+                             proposal_method="sliding_window", proposal_cache=str(tmp_path / "cache"))
+        splits.setdefault(name, []).append(load_split(cfg, train=True))
+    a, b, a_again = splits["a"][0], splits["b"][0], splits["a"][1]
+    for i in range(4):
+        expected = content_boxes((b.image(i) * 255).round().byte().permute(1, 2, 0).numpy(), "", None)
+        assert torch.equal(b.proposals[i], expected), i  # B's own, not A's cached ones
+        assert not torch.equal(a.proposals[i], b.proposals[i])
+        assert torch.equal(a.proposals[i], a_again.proposals[i])
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 8  # A read back from the cache, not recomputed

@@ -121,7 +121,8 @@ def _proposals_for(images: list[Tensor] | VOCDetection, ids: list, cfg: WSODData
     for i, image_id in enumerate(tqdm(ids, desc=f"proposals ({desc}, {cache.method})", leave=False,
                                       disable=len(ids) < 50)):
         pixels = images[i] if isinstance(images, list) else images.image(i)  # [3, H, W] uint8
-        boxes = cache.get(image_id, pixels.permute(1, 2, 0).numpy())
+        source = os.path.abspath(cfg.root) if cfg.root and cfg.name != "scenes" else cfg.name
+        boxes = cache.get(image_id, pixels.permute(1, 2, 0).numpy(), source)  # keyed by folder and pixels too
         out.append(preprocess_proposals(boxes, pixels.shape[2], pixels.shape[1], 2.0, False))
     return out
 

@@ -218,7 +218,10 @@ class ProposalCache:
     """Computes each image's proposals once and keeps them in ``folder`` as ``.npy`` files.
 
     A file is named by the image id, the resolved method and a hash of (image id, image size,
-    method, params), so changing any of them computes afresh. Files are written atomically
+    method, params, the image's content fingerprint), so changing any of them computes afresh. The
+    fingerprint is a hash of the decoded pixels plus a ``source`` string (the data set's folder):
+    two folders holding different images under the same ids (VOC's ``000005`` in a copy, an edited
+    image) never share proposals. Files are written atomically
     (temporary file, then rename) and read with ``np.load(allow_pickle=False)``; an unreadable
     file is recomputed. ``method`` holds the resolved method; ``hits`` and ``misses`` count lookups.
 
@@ -236,12 +239,19 @@ class ProposalCache:
         self.misses = 0
         os.makedirs(folder, exist_ok=True)
 
-    def path(self, image_id: int | str, height: int, width: int) -> str:
+    @staticmethod
+    def fingerprint(image: np.ndarray | Tensor, source: str = "") -> str:
+        """The content part of the key: ``source`` and a SHA-256 of the [H, W, 3] uint8 pixels."""
+        pixels = np.ascontiguousarray(_as_hwc_uint8(image))
+        return f"{source}|{hashlib.sha256(pixels.tobytes()).hexdigest()[:32]}"
+
+    def path(self, image_id: int | str, height: int, width: int, fingerprint: str = "") -> str:
         key = json.dumps(
             {
                 "id": str(image_id),
                 "size": [height, width],
                 "method": self.method,
+                "content": fingerprint,
                 **dataclasses.asdict(self.params),
             },
             sort_keys=True,
@@ -250,15 +260,16 @@ class ProposalCache:
         safe_id = re.sub(r"[^A-Za-z0-9_.-]", "_", str(image_id))[:64]
         return os.path.join(self.folder, f"{safe_id}-{self.method}-{digest}.npy")
 
-    def get(self, image_id: int | str, image: np.ndarray | Tensor) -> Tensor:
+    def get(self, image_id: int | str, image: np.ndarray | Tensor, source: str = "") -> Tensor:
         """The proposals of one image: [P, 4] float32 xyxy, from the folder or computed and stored.
 
         Args:
             image_id: the image's id in its data set.
-            image: [H, W, 3] uint8 RGB (its size is part of the key).
+            image: [H, W, 3] uint8 RGB (its size and a hash of its pixels are part of the key).
+            source: where the image comes from (e.g. the data set's folder), part of the key.
         """
         pixels = _as_hwc_uint8(image)
-        path = self.path(image_id, pixels.shape[0], pixels.shape[1])
+        path = self.path(image_id, pixels.shape[0], pixels.shape[1], self.fingerprint(pixels, source))
         if os.path.exists(path):
             try:
                 stored = np.load(path, allow_pickle=False)
