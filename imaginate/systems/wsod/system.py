@@ -28,6 +28,7 @@ from imaginate.engine import RunContext, System, unwrap
 from imaginate.systems.wsod.cdb import ConcreteDropBlock, cdb_adversarial_step, cdb_lr_factor, cdb_optimizer
 from imaginate.systems.wsod.data import DetectionSplit, WSODDataConfig, load_split, resize_view
 from imaginate.systems.wsod.inference import InferenceConfig
+from imaginate.systems.wsod.labels import LabelsConfig
 from imaginate.systems.wsod.losses import (
     box_supervised_targets,
     mist_pseudo_labels,
@@ -37,6 +38,7 @@ from imaginate.systems.wsod.losses import (
     wsddn_loss,
 )
 from imaginate.systems.wsod.model import WSODModelConfig, WSODNet
+from imaginate.systems.wsod.omni import OmniConfig, OmniSupervision, load_initial_weights
 
 METHODS = ("wsddn", "oicr", "mist", "supervised")
 MEAN = torch.tensor([0.485, 0.456, 0.406])[:, None, None]  # ImageNet statistics, as the VGG16 configs
@@ -105,6 +107,15 @@ class WSODEvalConfig:
 
 
 @dataclass
+class WSODTrainConfig(TrainConfig):
+    """The engine's settings plus ``init_from``: a run folder or weights file (``.pt`` checkpoint or
+    ``.safetensors``) whose detector weights start this run, e.g. a box-trained model fine-tuned with
+    weak or unlabeled images (UFO²). Loaded with ``weights_only``; "" = from scratch."""
+
+    init_from: str = ""
+
+
+@dataclass
 class WSODConfig:
     """Args:
         method: wsddn | oicr | mist | supervised (module docstring).
@@ -114,9 +125,11 @@ class WSODConfig:
         cdb_weight: its adversarial weight (wetectron: 0.01); cdb_max_drop: the largest drop share.
         chunk_size: ROIs per neck chunk for sequential batch back-propagation (0 = plain).
         train_rois: proposals sampled per image per step (0 = all of them, as the paper).
+        labels / omni: UFO²'s label kinds per image and their losses (``labels.py``, ``omni.py``);
+            off unless ``labels`` says where the kinds come from.
     """
 
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=30000, batch_size=8, eval_every=5000))
+    train: WSODTrainConfig = field(default_factory=lambda: WSODTrainConfig(steps=30000, batch_size=8, eval_every=5000))
     data: WSODDataConfig = field(default_factory=WSODDataConfig)
     model: WSODModelConfig = field(default_factory=lambda: WSODModelConfig(num_classes=6, backbone="small"))
     optim: WSODOptimConfig = field(default_factory=WSODOptimConfig)
@@ -129,9 +142,13 @@ class WSODConfig:
     cdb_max_drop: float = 0.3
     chunk_size: int = 0
     train_rois: int = 0
+    labels: LabelsConfig = field(default_factory=LabelsConfig)
+    omni: OmniConfig = field(default_factory=OmniConfig)
 
     def __post_init__(self) -> None:
         check_choice("method", self.method, METHODS)
+        if self.labels.enabled and self.method not in ("mist", "oicr"):
+            raise ValueError(f"method: UFO² labels (labels.*) need method mist or oicr, got {self.method}")
         for key in ("refine_warmup_start", "refine_warmup_length", "chunk_size", "train_rois"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key}: must be >= 0, got {getattr(self, key)}")
@@ -150,8 +167,16 @@ class WSODSystem(System):
         if cfg.cdb:
             net.roi_dropout = ConcreteDropBlock(net.backbone.out_channels, cfg.model.roi_size,
                                                 max_drop=cfg.cdb_max_drop)
+        if cfg.train.init_from:
+            load_initial_weights(net, cfg.train.init_from)
         self.net = ctx.prepare(net)
         self.modules = {"detector": self.net}
+        self.omni: OmniSupervision | None = None
+        if cfg.labels.enabled:
+            self.omni = OmniSupervision(cfg.labels, cfg.omni, net, oicr_pseudo_labels if cfg.method == "oicr"
+                                        else mist_pseudo_labels, cfg.method != "oicr",
+                                        (cfg.refine_warmup_start, cfg.refine_warmup_length), cfg.train.seed)
+            self.modules["teacher"] = self.omni.teacher.to(ctx.device)
         o = cfg.optim
         params = list(net.detector_parameters())
         if o.name == "adam":
@@ -200,33 +225,40 @@ class WSODSystem(System):
         """Images [B, 3, H, W] (one scale per step, zero-padded to the largest), per-image proposals,
         tags [B, C], the ground truth (used by ``method=supervised`` only) and the step."""
         split, d = self.train_split, self.cfg.data
-        indices = self.ctx.batch_indices(step, len(split)).tolist()
+        pool = self.omni.prepare(split) if self.omni is not None else list(range(len(split)))
+        indices = [pool[j] for j in self.ctx.batch_indices(step, len(pool)).tolist()]
         gen = torch.Generator().manual_seed(self.ctx.seed * 1_000_003 + step)
         size = d.train_scales[int(torch.randint(len(d.train_scales), (1,), generator=gen))] if d.train_scales else None
-        images, proposals, gt_boxes = [], [], []
+        images, proposals, gt_boxes, labels = [], [], [], []
+        dev = self.ctx.device
         for i in indices:
             flip = d.hflip and bool(torch.rand(1, generator=gen) < 0.5)
             props = split.proposals[i]
             if self.cfg.train_rois and props.shape[0] > self.cfg.train_rois:
                 props = props[torch.randperm(props.shape[0], generator=gen)[: self.cfg.train_rois]]
-            both = torch.cat([props, split.boxes[i].float()])
+            extra = self.omni.geometry(i) if self.omni is not None else torch.zeros(0, 4)  # UFO² labels' coordinates
+            n_props, n_gt = props.shape[0], split.boxes[i].shape[0]
+            both = torch.cat([props, split.boxes[i].float(), extra])
             image, both = resize_view(split.image(i), both, size, flip)
             images.append(normalize(image))
-            proposals.append(both[: props.shape[0]])
-            gt_boxes.append(both[props.shape[0]:])
+            proposals.append(both[:n_props])
+            gt_boxes.append(both[n_props:n_props + n_gt])
+            if self.omni is not None:
+                labels.append(self.omni.labels[i].with_geometry(both[n_props + n_gt:]).to(dev))
         height, width = max(im.shape[1] for im in images), max(im.shape[2] for im in images)
         batch = torch.zeros(len(images), 3, height, width)
         for b, im in enumerate(images):
             batch[b, :, : im.shape[1], : im.shape[2]] = im
-        dev = self.ctx.device
         return {"images": batch.to(dev), "proposals": [p.to(dev) for p in proposals],
                 "tags": split.tags[indices].to(dev), "gt_boxes": [g.to(dev) for g in gt_boxes],
-                "gt_labels": [split.labels[i].to(dev) for i in indices], "step": step}
+                "gt_labels": [split.labels[i].to(dev) for i in indices], "step": step, "labels": labels}
 
     # -- losses -------------------------------------------------------------------------------
     def detector_loss(self, batch: dict) -> tuple[Tensor, dict[str, float]]:
         cfg = self.cfg
         outputs = self.net(batch["images"], batch["proposals"], neck_chunk_size=cfg.chunk_size)
+        if self.omni is not None:  # UFO²: each image by its label kind
+            return self.omni.loss(outputs, batch)
         mil = wsddn_loss(outputs["image_scores"].float(), batch["tags"])
         loss, logs = mil, {"mil": float(mil.detach())}
         if cfg.method == "wsddn":
@@ -248,6 +280,8 @@ class WSODSystem(System):
         # 1. the detector step (WSDDN + refinement branches, CDB sampled inside the forward)
         logs = self.ctx.update("detector", self.optimizers["detector"], batch, self.detector_loss,
                                self.schedulers.get("detector"))
+        if self.omni is not None:
+            self.omni.update_teacher(self.net)
         # 2. the Concrete DropBlock's adversarial step on -cdb_weight * loss (a second forward)
         net = unwrap(self.net)
         if net.roi_dropout is not None:
