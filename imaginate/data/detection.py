@@ -175,7 +175,8 @@ class VOCDetection(Dataset):
         image_set: the image-set name, e.g. "trainval" or "test".
         classes: class names; labels index into it.
         proposal_file: optional proposal pickle (see load_proposals); integer ids in it match
-            VOC ids by value ("000005" and 5 are the same image, as wetectron reads them).
+            VOC ids by value ("000005" and 5 are the same image, and VOC2012's "2008_000002" and
+            2008000002, as wetectron reads them).
         min_proposal_size: proposals narrower or shorter than this (in pixels) are dropped.
         tags_include_difficult: derive tags from difficult objects too.
 
@@ -455,8 +456,14 @@ def _as_boxes(value: object, path: str, image_id: ImageId, xywh: bool) -> Tensor
 
 
 def _match_key(image_id: ImageId) -> ImageId:
-    """VOC ids "000005" and pickle ids 5 name the same image."""
-    return int(image_id) if isinstance(image_id, str) and image_id.isdigit() else image_id
+    """VOC ids "000005" and pickle ids 5 name the same image; so do VOC2012 ids "2008_000002" and
+    2008000002 (wetectron's VOC2012 pickles key an image by its id without the underscore, as an
+    integer)."""
+    if isinstance(image_id, str):
+        year, _, number = image_id.partition("_")
+        if image_id.isdigit() or (year.isdigit() and number.isdigit() and len(year) == 4):
+            return int(year + number)
+    return image_id
 
 
 def load_proposals(path: str, image_ids: Iterable[ImageId] | None = None) -> dict[ImageId, Tensor]:
@@ -477,8 +484,9 @@ def load_proposals(path: str, image_ids: Iterable[ImageId] | None = None) -> dic
     Args:
         path: the ``.pkl`` file.
         image_ids: the data set's ids; when given, every file id must be one of them (a digit
-            string like VOC's "000005" also matches the integer 5), every data set id must have
-            proposals, and the result is keyed by the data set's ids.
+            string like VOC's "000005" also matches the integer 5, and a VOC2012 id "2008_000002"
+            the integer 2008000002), every data set id must have proposals, and the result is keyed
+            by the data set's ids.
 
     Returns:
         ``{image_id: [P, 4] float32 xyxy}``, unprocessed (see preprocess_proposals).
@@ -533,7 +541,12 @@ def load_proposals(path: str, image_ids: Iterable[ImageId] | None = None) -> dic
         proposals[image_id] = _as_boxes(raw_boxes, path, image_id, xywh=mode == 1)
     if image_ids is None:
         return proposals
-    by_key = {_match_key(image_id): image_id for image_id in image_ids}
+    by_key: dict[ImageId, ImageId] = {}
+    for image_id in image_ids:
+        if _match_key(image_id) in by_key:
+            raise DataError(f"{path}: data set ids {by_key[_match_key(image_id)]!r} and {image_id!r} "
+                            "name the same proposal key")
+        by_key[_match_key(image_id)] = image_id
     matched: dict[ImageId, Tensor] = {}
     for file_id, boxes in proposals.items():
         if _match_key(file_id) not in by_key:

@@ -156,3 +156,39 @@ def test_a_second_voc_folder_with_the_same_ids_gets_its_own_proposals(tmp_path, 
         assert not torch.equal(a.proposals[i], b.proposals[i])
         assert torch.equal(a.proposals[i], a_again.proposals[i])
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 8  # A read back from the cache, not recomputed
+
+
+# ---------------------------------------------------------------- VOC2012 ids
+
+
+def test_voc2012_ids_match_wetectron_integer_keys(tmp_path):
+    import os
+    import pickle
+
+    import numpy as np
+
+    from imaginate.data.detection import VOCDetection, load_proposals
+    from imaginate.data.errors import DataError
+    from imaginate.data.scenes import SCENE_CLASSES
+
+    ids = ["2008_000002", "2008_000003", "2012_004331"]
+    boxes = [np.array([[1.0, 2.0, 30.0, 40.0]]) * (k + 1) for k in range(3)]
+    with open(tmp_path / "ss.pkl", "wb") as f:  # wetectron's layout: integer ids without the underscore
+        pickle.dump({"boxes": boxes, "indexes": [2008000002, 2008000003, 2012004331]}, f)
+    loaded = load_proposals(str(tmp_path / "ss.pkl"), image_ids=ids)
+    assert list(loaded) == ids and torch.equal(loaded["2012_004331"], torch.from_numpy(boxes[2]).float())
+    with open(tmp_path / "by_name.pkl", "wb") as f:  # the same file keyed by the ids as written
+        pickle.dump(dict(zip(ids, boxes)), f)
+    assert list(load_proposals(str(tmp_path / "by_name.pkl"), image_ids=ids)) == ids
+    with pytest.raises(DataError, match="2008000004"):
+        with open(tmp_path / "other.pkl", "wb") as f:
+            pickle.dump({"boxes": boxes, "indexes": [2008000002, 2008000004, 2012004331]}, f)
+        load_proposals(str(tmp_path / "other.pkl"), image_ids=ids)
+    # through a VOC folder whose files carry VOC2012 names
+    written = _voc_folder(tmp_path / "voc", seed=0, count=3)
+    for old, new in zip(written, ids):
+        os.rename(tmp_path / "voc" / "JPEGImages" / f"{old}.jpg", tmp_path / "voc" / "JPEGImages" / f"{new}.jpg")
+        os.rename(tmp_path / "voc" / "Annotations" / f"{old}.xml", tmp_path / "voc" / "Annotations" / f"{new}.xml")
+    (tmp_path / "voc" / "ImageSets" / "Main" / "trainval.txt").write_text("".join(f"{i}\n" for i in ids))
+    voc = VOCDetection(str(tmp_path / "voc"), "trainval", SCENE_CLASSES, proposal_file=str(tmp_path / "ss.pkl"))
+    assert torch.equal(voc.image_proposals(1), torch.tensor([[2.0, 4.0, 60.0, 63.0]]))  # clipped to 64 - 1
