@@ -132,3 +132,63 @@ def mp4_fps(path: str | os.PathLike) -> float:
     with av.open(str(path)) as container:
         rate = container.streams.video[0].average_rate
     return float(rate) if rate else 0.0
+
+
+def h264_encode(frames: Tensor | np.ndarray, crf: int, preset: str = "veryfast", fps: float = 30.0,
+                intra_only: bool = False, keyint: int = 250) -> list[bytes]:
+    """Encode frames with libx264 as a conferencing sender would: no container, one packet per frame.
+
+    Low-latency settings: ``tune=zerolatency`` (no frame look-ahead, no B-frames), ``bframes=0``,
+    scene-cut off, an I-frame every ``keyint`` frames (every frame when ``intra_only``). The Annex-B
+    packets carry SPS/PPS in band, so their summed size is the payload a receiver needs.
+
+    Args:
+        frames: ``[T, 3, H, W]`` float in [0, 1] or ``[T, H, W, 3]`` uint8 (odd sizes padded to even).
+        crf: 0..51, higher is smaller and worse.
+
+    Returns:
+        the coded packets, one ``bytes`` per frame in order.
+    """
+    if not 0 <= crf <= 51:
+        raise ValueError(f"crf must lie in 0..51, got {crf}")
+    array = _pad_to_even(_to_uint8_frames(frames))  # [T, H, W, 3]
+    av = _import_av()
+    context = av.CodecContext.create("libx264", "w")
+    context.width, context.height = int(array.shape[2]), int(array.shape[1])
+    context.pix_fmt = "yuv420p"
+    context.time_base = 1 / Fraction(fps).limit_denominator(1001)
+    context.framerate = Fraction(fps).limit_denominator(1001)
+    params = f"bframes=0:scenecut=0:keyint={1 if intra_only else keyint}:min-keyint={1 if intra_only else keyint}"
+    context.options = {"crf": str(int(crf)), "preset": preset, "tune": "zerolatency", "x264-params": params}
+    packets = []
+    for index, image in enumerate(array):
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+        frame.pts = index
+        packets.extend(bytes(packet) for packet in context.encode(frame))
+    packets.extend(bytes(packet) for packet in context.encode(None))
+    return packets
+
+
+def h264_decode(packets: list[bytes], size: tuple[int, int] | None = None) -> Tensor:
+    """Decode Annex-B H.264 packets: ``[T, 3, H, W]`` float in [0, 1] (cropped to ``size`` = (H, W) if given)."""
+    av = _import_av()
+    context = av.CodecContext.create("h264", "r")
+    images = []
+    for data in list(packets) + [None]:  # each packet is one whole access unit; None flushes
+        packet = None if data is None else av.Packet(data)
+        images.extend(frame.to_ndarray(format="rgb24") for frame in context.decode(packet))
+    if not images:
+        raise ValueError("the H.264 packets hold no decodable frame")
+    array = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0  # [T, 3, H, W]
+    return array if size is None else array[..., : size[0], : size[1]]
+
+
+def h264_crf_sweep(frames: Tensor, crfs: list[int], preset: str = "veryfast", fps: float = 30.0
+                   ) -> list[tuple[int, int, Tensor]]:
+    """``[(crf, payload bytes (sum of packet sizes), decoded [T, 3, H, W])]`` for each CRF."""
+    height, width = frames.shape[-2:]
+    results = []
+    for crf in crfs:
+        packets = h264_encode(frames, crf, preset=preset, fps=fps)
+        results.append((int(crf), sum(len(p) for p in packets), h264_decode(packets, (height, width))))
+    return results
