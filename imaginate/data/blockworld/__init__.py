@@ -2,7 +2,9 @@
 
 ``world``: the ``[X, Y, Z]`` grid (Y up), label table, procedural generator, ``.npy`` files;
 ``camera``: pinhole cameras and trajectories; ``raycast``: the vectorised DDA and its brute-force
-reference; ``render``: segmentation, depth, normals and the "photo" shader.
+reference; ``render``: segmentation, depth, normals and the "photo" shader; ``paths``: camera paths
+that revisit poses; ``label_video``: vid2vid's label videos with exact flow; ``guidance``: unprojection,
+the point store and z-buffered splatting of world-consistent vid2vid.
 """
 
 from imaginate.data.blockworld.camera import (
@@ -15,6 +17,25 @@ from imaginate.data.blockworld.camera import (
     orbit,
     random_valid_poses,
     view_statistics,
+)
+from imaginate.data.blockworld.guidance import project, snap_to_voxel_faces, unproject
+from imaginate.data.blockworld.label_video import (
+    LabelVideo,
+    LabelVideoDataset,
+    LabelVideoSpec,
+    exact_flow,
+    label_video_specs,
+    make_label_video,
+    render_label_video,
+    stack_label_videos,
+)
+from imaginate.data.blockworld.paths import (
+    CAMERA_PATHS,
+    camera_path,
+    loop,
+    out_and_back,
+    revisit,
+    revisit_pairs,
 )
 from imaginate.data.blockworld.raycast import (
     RayHits,
@@ -77,4 +98,21 @@ __all__ = [
     "save_world",
     "sky_color",
     "view_statistics",
+    "CAMERA_PATHS",
+    "LabelVideo",
+    "LabelVideoDataset",
+    "LabelVideoSpec",
+    "camera_path",
+    "exact_flow",
+    "label_video_specs",
+    "loop",
+    "make_label_video",
+    "out_and_back",
+    "project",
+    "render_label_video",
+    "revisit",
+    "revisit_pairs",
+    "snap_to_voxel_faces",
+    "stack_label_videos",
+    "unproject",
 ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -142,6 +142,8 @@ class PhotoStyle:
         fog_distance: distance in blocks at which fog covers 63% of a surface's colour.
         shadows: cast shadow rays towards the sun.
         texture_seed: seed of the procedural block textures.
+        label_tints: per block id an RGB factor on the albedo (ids past the end are untinted;
+            empty, the default, tints nothing).
     """
 
     sun_direction: tuple[float, float, float] = (0.45, 0.8, 0.3)
@@ -152,6 +154,7 @@ class PhotoStyle:
     fog_distance: float = 120.0
     shadows: bool = True
     texture_seed: int = 0
+    label_tints: tuple[tuple[float, float, float], ...] = ()
 
     @classmethod
     def random(cls, seed: int) -> PhotoStyle:
@@ -173,6 +176,24 @@ class PhotoStyle:
             sky_horizon=horizon,
             fog_distance=float(rng.uniform(80.0, 250.0)),
             texture_seed=int(rng.integers(0, 4)),
+        )
+
+    @classmethod
+    def random_scene(cls, seed: int, num_labels: int = 10, tint_spread: float = 0.3) -> PhotoStyle:
+        """``random``'s lighting plus what a per-sequence look needs: every block kind's albedo
+        tinted (a log-normal RGB factor of spread ``tint_spread``), textures from any of 2**16 seeds
+        and a sky whose zenith and horizon hues vary freely. Used by the vid2vid label videos so
+        that a block's colour cannot be read off its label."""
+        rng = np.random.default_rng([seed, 7])
+        tints = np.exp(tint_spread * rng.standard_normal((num_labels, 3)))
+        zenith = rng.uniform([0.1, 0.2, 0.45], [0.6, 0.7, 1.0])
+        horizon = np.clip(zenith + rng.uniform(0.15, 0.45, size=3), 0.0, 1.0)
+        return replace(
+            cls.random(seed),
+            sky_zenith=tuple(float(c) for c in zenith),
+            sky_horizon=tuple(float(c) for c in horizon),
+            texture_seed=int(rng.integers(0, 2**16)),
+            label_tints=tuple(tuple(float(c) for c in tint) for tint in tints),
         )
 
 
@@ -249,6 +270,11 @@ def render_photo(world: BlockWorld, hits: RayHits, origins: Tensor, directions: 
         face = (normals[:, 1] < 0.5).long()  # [Q] 0 = top, 1 = side
         texel = textures[ids[hit], face, (v * size).long(), (u * size).long()]  # [Q, 3]
         albedo = texel * _voxel_jitter(voxels)[:, None]
+        if style.label_tints:
+            tints = torch.ones(len(world.labels), 3, device=device)
+            count = min(len(style.label_tints), len(world.labels))
+            tints[:count] = torch.tensor(style.label_tints[:count], device=device, dtype=torch.float32)
+            albedo = (albedo * tints[ids[hit]]).clamp(0.0, 1.0)
 
         # Lighting: ambient + Lambert sun, zero where a shadow ray towards the sun hits a block.
         sun = torch.tensor(style.sun_direction, device=device, dtype=torch.float32)
