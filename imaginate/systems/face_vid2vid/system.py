@@ -242,8 +242,7 @@ class FaceVid2VidSystem(System):
 
     # -- updates ------------------------------------------------------------------------------
     def discriminator_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
-        with torch.no_grad():
-            fake = self.generator(batch["source"], batch["driving"])["image"]
+        fake = batch["fake"]  # [B, 3, H, W] the G step's reconstructions, detached
         real_out, fake_out = self.discriminator(batch["driving"]), self.discriminator(fake)
         right = [(r > 0).float().mean() for r in real_out.logits] + [(f < 0).float().mean() for f in fake_out.logits]
         return d_loss("hinge", real_out.logits, fake_out.logits), {"d_acc": float(torch.stack(right).mean())}
@@ -277,18 +276,22 @@ class FaceVid2VidSystem(System):
             logs["pose_err_deg"] = float(pose_error_degrees(motion_d, batch["driving_yaw"], batch["driving_pitch"],
                                                             batch["driving_roll"]).mean().detach())
             logs["expression_abs"] = float(motion_d.expression.abs().mean().detach())
+        batch["fake"] = image.detach()  # reused by the D step (one generator forward per step)
         loss = sum(getattr(w, name) * value for name, value in terms.items())
         logs |= {name: float(value.detach()) for name, value in terms.items()}
         return loss, logs
 
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
-        logs: dict[str, float] = {}
-        # 1. D step: driving frames (real) vs reconstructions (fake), hinge loss.
-        if self.cfg.loss.gan > 0 or self.cfg.loss.feature_matching > 0:
-            logs |= self.ctx.update("discriminator", self.optimizers["discriminator"], batch, self.discriminator_loss)
-        # 2. G step with D frozen: perceptual, GAN, feature matching, equivariance, priors, pose.
+        # 1. G step with D frozen: perceptual, GAN, feature matching, equivariance, priors, pose.
         with frozen(self.discriminator):
-            logs |= self.ctx.update("generator", self.optimizers["generator"], batch, self.generator_loss)
+            logs = self.ctx.update("generator", self.optimizers["generator"], batch, self.generator_loss)
+        # 2. D step (FOMM's order): driving frames (real) vs the G step's reconstructions (fake), hinge loss.
+        if self.cfg.loss.gan > 0 or self.cfg.loss.feature_matching > 0:
+            if self.ctx.grad_accum > 1:  # micro-batches: the stash holds the last one only; recompute
+                with torch.no_grad():
+                    batch["fake"] = self.generator(batch["source"], batch["driving"])["image"]
+            logs |= self.ctx.update("discriminator", self.optimizers["discriminator"], batch, self.discriminator_loss)
+        batch.pop("fake", None)
         return logs
 
     # -- using it -----------------------------------------------------------------------------
