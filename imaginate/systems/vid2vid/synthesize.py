@@ -28,8 +28,6 @@ def _load_generator(run_dir: str, device: str, flag: str):
     from imaginate.cli import UserError
     from imaginate.engine import load_run
 
-    if not Path(run_dir).is_dir():
-        raise UserError(f"{flag} {run_dir}: no such run folder")
     spec, cfg, system, _ = load_run(Path(run_dir), device=device)
     if spec.name != "vid2vid":
         raise UserError(f"{flag} {run_dir}: a {spec.name} run, not a vid2vid one")
@@ -45,11 +43,11 @@ def label_colours(labels: Tensor) -> Tensor:
     return palette[labels.long().cpu().clamp(0, len(palette) - 1)].permute(0, 3, 1, 2)
 
 
-def _world_video(world_file: str | None, path: str, frames: int, height: int, width: int, seed: int):
-    from imaginate.data.blockworld import generate_world, load_world
+def _world_video(world, path: str, frames: int, height: int, width: int, seed: int):
+    from imaginate.data.blockworld import generate_world
     from imaginate.data.blockworld.label_video import SEED_BASES, make_label_video
 
-    world = load_world(world_file) if world_file else generate_world((48, 24, 48), seed=SEED_BASES["test", "world"] + seed)
+    world = world or generate_world((48, 24, 48), seed=SEED_BASES["test", "world"] + seed)
     return make_label_video(world, path, frames, height, width, style_seed=SEED_BASES["test", "style"] + seed,
                             path_seed=seed)
 
@@ -70,6 +68,16 @@ def synthesize_video(run_dir: str, out: str, world_file: str | None = None, path
         raise UserError("--world and --labels: give one of them, not both")
     if not out.endswith(".mp4"):
         raise UserError(f"--out {out}: must be an .mp4 file")
+    world = None
+    if world_file:
+        from imaginate.data.blockworld import load_world
+
+        world = load_world(world_file)  # a one-line DataError naming the file when malformed
+    for flag, folder in (("--checkpoint", run_dir), ("--side-by-side", side_by_side)):
+        if folder and not Path(folder).is_dir():
+            raise UserError(f"{flag} {folder}: no such run folder")
+    if labels_dir and not Path(labels_dir).is_dir():
+        raise UserError(f"--labels {labels_dir}: no such folder")
     cfg, generator = _load_generator(run_dir, device, "--checkpoint")
     generators = [(cfg, generator)]
     if side_by_side:
@@ -80,7 +88,7 @@ def synthesize_video(run_dir: str, out: str, world_file: str | None = None, path
 
         video = load_label_video(labels_dir, height=height, width=width)
     else:
-        video = _world_video(world_file, path, frames, height, width, seed)
+        video = _world_video(world, path, frames, height, width, seed)
     geometry = video_geometry(video)
     columns = [label_colours(video.labels)]
     for run_cfg, net in generators:
