@@ -164,3 +164,27 @@ def test_h264_reference_payload_falls_with_crf() -> None:
     (_, big, decoded_big), (_, small, decoded_small) = results
     assert big > small > 0 and decoded_big.shape == frames.shape == decoded_small.shape
     assert ((decoded_big - frames) ** 2).mean() < ((decoded_small - frames) ** 2).mean()
+
+
+def test_cli_encode_decode_end_to_end_with_a_run(tmp_path, capsys) -> None:
+    pytest.importorskip("av")
+    from imaginate.config import build_config
+    from imaginate.engine import run_training
+    from imaginate.engine.video import read_mp4, write_mp4
+    from imaginate.registry import get_system
+
+    small = ["train.steps=2", "data.train_clips=2", "data.clip_frames=2", "data.eval_clips=1", "data.eval_frames=2",
+             "train.log_every=0", "train.ckpt_every=0", "train.sample_every=0", "train.device=cpu",
+             "train.num_threads=1"]
+    spec = get_system("face_vid2vid")
+    run_training(spec, build_config(spec.config_cls, preset="tiny", system="face_vid2vid", overrides=small),
+                 tmp_path / "run", progress=False)
+    write_mp4(head_clip(1_000_002, 3, num_frames=6, size=96).frames, tmp_path / "in.mp4", fps=25)
+    stream, out = tmp_path / "s.fv2v", tmp_path / "out.mp4"
+    assert main(["codec", "encode", "--checkpoint", str(tmp_path / "run"), "--video", str(tmp_path / "in.mp4"),
+                 "--out", str(stream), "--key-period", "4"]) == 0
+    assert "kbps at 25 fps" in capsys.readouterr().out
+    assert main(["codec", "decode", "--checkpoint", str(tmp_path / "run"), str(stream), "--out", str(out)]) == 0
+    decoded = read_mp4(out)
+    assert decoded.shape == (6, 3, 64, 64)  # resized to the run's model size
+    assert len(decode_parameters(stream.read_bytes()).sources) == 2  # frames 0 and 4

@@ -58,8 +58,8 @@ class CodecSettings:
     key_period: int = 0
     quality_trigger_db: float | None = None
     frames_per_chunk: int = 1
-    image_codec: str = "jpeg"
-    image_quality: int = 90
+    image_codec: str = "webp"
+    image_quality: int = 75
     fps: float = 30.0
 
     def __post_init__(self) -> None:

@@ -126,8 +126,8 @@ def add_codec_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     enc.add_argument("--quality-trigger", type=float, default=None, metavar="DB",
                      help="re-send a source image when the reconstruction PSNR would fall below DB")
     enc.add_argument("--frames-per-chunk", type=int, default=1, help="frames per checksummed chunk (default 1)")
-    enc.add_argument("--image-codec", default="jpeg", help="jpeg | webp | h264 for the source image (default jpeg)")
-    enc.add_argument("--image-quality", type=int, default=90, help="1..100 (default 90)")
+    enc.add_argument("--image-codec", default="webp", help="webp | jpeg | h264 for the source image (default webp)")
+    enc.add_argument("--image-quality", type=int, default=75, help="1..100 (default 75)")
     enc.add_argument("--fps", type=float, default=None, help="frame rate to record (default: the video's)")
     enc.add_argument("--max-frames", type=int, default=None, help="code only the first N frames")
     enc.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
