@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: install demo test test-slow lint bench fashion-mnist clean
+.PHONY: install demo test test-slow lint bench fashion-mnist fortunes clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,10 +26,19 @@ fashion-mnist:
 	    || echo "Fashion-MNIST: apt install failed; the digits data set still works"; \
 	else echo "Fashion-MNIST: no apt-get here; pass data.root=PATH to use your own copy"; fi
 
-demo: install fashion-mnist
+# Debian's fortunes (the styled_text styles), when apt is available; the bundled subset works without it.
+fortunes:
+	@if [ -f /usr/share/games/fortunes/zippy ]; then echo "fortunes: found in /usr/share/games/fortunes"; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  ( $$SUDO apt-get install -y -q fortunes || ( $$SUDO apt-get update -q && $$SUDO apt-get install -y -q fortunes ) ) \
+	    || echo "fortunes: apt install failed; styled_text uses its bundled subset"; \
+	else echo "fortunes: no apt-get here; styled_text uses its bundled subset"; fi
+
+demo: install fashion-mnist fortunes
 	$(VENV)/bin/imaginate demo --out runs/demo
 
-test: install fashion-mnist
+test: install fashion-mnist fortunes
 	$(PY) -m pytest
 
 test-slow: install fashion-mnist

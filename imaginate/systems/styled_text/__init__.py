@@ -4,9 +4,10 @@ choice of code injection, a pair discriminator through Gumbel-softmax samples (`
 (``evaluation``), the ``imaginate write`` command (``write``) and the demo part (``demo``)."""
 
 from imaginate.registry import register_system
+from imaginate.systems.styled_text.demo import demo
 from imaginate.systems.styled_text.system import StyledTextConfig, StyledTextSystem
 
 register_system("styled_text", StyledTextConfig, StyledTextSystem,
-                "paragraph continuation in the style of an example (style encoder + adversarial transformer)")
+                "paragraph continuation in the style of an example (style encoder + adversarial transformer)", demo=demo)
 
 __all__ = ["StyledTextConfig", "StyledTextSystem"]

@@ -124,12 +124,12 @@ class StyledJudgeConfig:
     """Args: the fluency LM's training (steps, batch, lr, width, byte context); ``cache``: a safetensors file
     with fitted judges (loaded when present, written after fitting) so several runs share one set."""
 
-    lm_steps: int = 600
+    lm_steps: int = 300
     lm_batch: int = 32
     lm_lr: float = 3e-3
-    lm_d_model: int = 128
+    lm_d_model: int = 96
     lm_layers: int = 2
-    lm_context: int = 256
+    lm_context: int = 160
     cache: str | None = None
 
     def __post_init__(self) -> None:
@@ -184,7 +184,7 @@ class StyledTextSystem(System):
         self.modules = {"generator": self.generator, "discriminator": self.discriminator,
                         "tokenizer": self.tokenizer_state, "style_judge": self.style_judge,
                         "fluency_judge": self.fluency_judge}
-        self.optimizers = {"generator": torch.optim.Adam(generator.parameters(), cfg.loss.lr, betas=(0.5, 0.99)),
+        self.optimizers = {"generator": torch.optim.Adam(generator.parameters(), cfg.loss.lr, betas=(0.9, 0.99)),
                            "discriminator": torch.optim.Adam(disc.parameters(), cfg.loss.d_lr, betas=(0.5, 0.99))}
         self.step = 0
 
@@ -302,7 +302,7 @@ class StyledTextSystem(System):
             code = encoder(mb["reference"], mb["reference_valid"])  # [B, S] from ANOTHER paragraph of the style
             seq = mb["sequence"]
             loss_lm = lm_loss(decoder(seq[:, :-1], code), seq[:, 1:])
-            logs = {"lm_nats": float(loss_lm), "code_std": float(code.float().std(0).mean()), "tau": tau}
+            logs = {"lm_nats": float(loss_lm.detach()), "code_std": float(code.detach().float().std(0).mean()), "tau": tau}
             loss = lc.lm * loss_lm
             if adversarial_on:
                 target_code = encoder(mb["transfer_reference"], mb["transfer_reference_valid"])  # [B', S]
@@ -320,7 +320,7 @@ class StyledTextSystem(System):
                 loss_style = style_consistency_loss(generated_code, target_code.detach())
                 loss = loss + lc.adversarial * loss_adv + lc.style * loss_style
                 distinct = len(set(ids.flatten().tolist())) / ids.numel()
-                logs.update(g_adv=float(loss_adv), style_term=float(loss_style), fake_distinct_tokens=distinct,
+                logs.update(g_adv=float(loss_adv.detach()), style_term=float(loss_style.detach()), fake_distinct_tokens=distinct,
                             fake_eos_rate=float((ids == EOS).any(1).float().mean()))
             return loss, logs
 
