@@ -376,17 +376,26 @@ class COCODetection(Dataset):
             "tags": _tags(labels, self.num_classes),  # [C]
         }
 
-    def __getitem__(self, index: int) -> dict:
+    def image_path(self, index: int) -> str:
+        return os.path.join(self.image_root, self.images[self.ids[index]]["file_name"])
+
+    def image(self, index: int) -> Tensor:
+        """[3, H, W] uint8 RGB of one image (no annotation read)."""
+        return _read_image(self.image_path(index))
+
+    def image_proposals(self, index: int) -> Tensor:
+        """[P, 4] the preprocessed proposals of one image (a proposal file is required)."""
+        if self.proposals is None:
+            raise DataError(f"{self.annotation_json}: no proposal file was given")
         entry = self.images[self.ids[index]]
-        item = {"image": _read_image(os.path.join(self.image_root, entry["file_name"])), **self.target(index)}
+        return preprocess_proposals(
+            self.proposals[self.ids[index]], entry["width"], entry["height"], self.min_proposal_size, False
+        )
+
+    def __getitem__(self, index: int) -> dict:
+        item = {"image": self.image(index), **self.target(index)}
         if self.proposals is not None:
-            item["proposals"] = preprocess_proposals(
-                self.proposals[self.ids[index]],
-                entry["width"],
-                entry["height"],
-                self.min_proposal_size,
-                False,
-            )
+            item["proposals"] = self.image_proposals(index)
         return item
 
 

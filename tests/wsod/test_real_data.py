@@ -192,3 +192,38 @@ def test_voc2012_ids_match_wetectron_integer_keys(tmp_path):
     (tmp_path / "voc" / "ImageSets" / "Main" / "trainval.txt").write_text("".join(f"{i}\n" for i in ids))
     voc = VOCDetection(str(tmp_path / "voc"), "trainval", SCENE_CLASSES, proposal_file=str(tmp_path / "ss.pkl"))
     assert torch.equal(voc.image_proposals(1), torch.tensor([[2.0, 4.0, 60.0, 63.0]]))  # clipped to 64 - 1
+
+
+# ---------------------------------------------------------------- COCO folders, points and scribbles in VOC XML
+
+
+def test_a_coco_folder_trains_and_is_scored_with_coco_ap(tmp_path):
+    import json
+
+    from imaginate.data.scenes import SceneDataset, export_coco
+
+    scenes = SceneDataset(4, 64, seed=5)
+    ids = export_coco(scenes, str(tmp_path / "images"), str(tmp_path / "images" / "instances.json"))
+    data = json.loads((tmp_path / "images" / "instances.json").read_text())
+    assert ids == [0, 1, 2, 3] and len(data["annotations"]) == sum(len(scenes[i]["labels"]) for i in range(4))
+    system = _system(tmp_path, "data.name=coco", f"data.root={tmp_path / 'images'}", "data.train_json=instances.json",
+                     f"data.test_json={tmp_path / 'images' / 'instances.json'}", "model.num_classes=6", "eval.max_test_images=4")
+    split = system.train_split
+    assert split.classes == tuple(c["name"] for c in data["categories"]) and not split.pixel_inclusive
+    torch.testing.assert_close(split.tags, torch.stack([scenes[i]["tags"] for i in range(4)]))
+    torch.testing.assert_close(split.boxes[2], scenes[2]["boxes"])
+    logs = system.train_step(system.train_batch(0))
+    assert math.isfinite(logs["detector_loss"])
+    system.train(False)
+    with torch.no_grad():
+        metrics = system.evaluate()
+    assert {"map50", "corloc", "coco_ap", "coco_ap50"} <= set(metrics)
+    assert 0.0 <= metrics["coco_ap"] <= metrics["coco_ap50"] <= 1.0
+
+
+def test_coco_config_names_the_missing_key():
+    from imaginate.systems.wsod.data import WSODDataConfig
+
+    with pytest.raises(ValueError, match="data.train_json"):
+        WSODDataConfig(name="coco", root="images")
+

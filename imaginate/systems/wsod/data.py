@@ -17,13 +17,13 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from imaginate.config import check_choice
-from imaginate.data.detection import VOC_CLASSES, VOCDetection, preprocess_proposals
+from imaginate.data.detection import VOC_CLASSES, COCODetection, VOCDetection, preprocess_proposals
 from imaginate.data.errors import DataError
 from imaginate.data.scenes import SCENE_CLASSES, SceneDataset
 from imaginate.systems.wsod.inference import flip_boxes
 from imaginate.systems.wsod.proposals import PROPOSAL_METHODS, ProposalCache, ProposalParams
 
-DATASETS = ("scenes", "voc")
+DATASETS = ("scenes", "voc", "coco")
 TEST_SEED_OFFSET = 1_000_003  # the scene test set's seed: disjoint from the training scenes
 
 
@@ -35,12 +35,15 @@ def default_proposal_cache() -> str:
 @dataclass
 class WSODDataConfig:
     """Args:
-        name: scenes (procedural, offline) | voc (a PASCAL VOC folder).
+        name: scenes (procedural, offline) | voc (a PASCAL VOC folder) | coco (an image folder and
+            instances JSON files; the classes are the JSON's categories, crowd boxes are left out of
+            training and ignored by the metrics; evaluation adds COCO AP and AP50).
         num_train / num_test: scene images of the training and test sets (scenes only).
         image_size: scene side in pixels (scenes only).
         seed: the training scenes' seed (the test scenes use a disjoint one).
         max_objects: objects per scene, at most.
-        root: the VOC folder (voc only); train_set / test_set: its image-set names.
+        root: the VOC folder (voc) or the image folder (coco); train_set / test_set: VOC image-set names.
+        train_json / test_json: COCO instances files (coco only; relative paths are tried under root).
         classes: VOC class names (voc only; default the 20 PASCAL classes).
         train_proposals / test_proposals: proposal pickles (voc only; empty: compute and cache).
         proposal_method: auto | selective_search | sliding_window (for computed proposals).
@@ -59,6 +62,8 @@ class WSODDataConfig:
     root: str | None = None
     train_set: str = "trainval"
     test_set: str = "test"
+    train_json: str = ""
+    test_json: str = ""
     classes: list[str] = field(default_factory=lambda: list(VOC_CLASSES))
     train_proposals: str = ""
     test_proposals: str = ""
@@ -78,6 +83,9 @@ class WSODDataConfig:
             raise ValueError(f"data.train_scales: sizes must be >= 16 px, got {list(self.train_scales)}")
         if self.name == "voc" and not self.root:
             raise ValueError("data.root: required when data.name=voc (data.root=VOCdevkit/VOC2007)")
+        if self.name == "coco" and not (self.root and self.train_json and self.test_json):
+            raise ValueError("data.root, data.train_json, data.test_json: required when data.name=coco "
+                             "(the image folder and its instances JSON files)")
 
 
 class DetectionSplit:
@@ -112,7 +120,7 @@ class DetectionSplit:
         return list(zip(self.boxes, self.labels, self.difficult))
 
 
-def _proposals_for(images: list[Tensor] | VOCDetection, ids: list, cfg: WSODDataConfig, desc: str) -> list[Tensor]:
+def _proposals_for(images: list[Tensor] | VOCDetection | COCODetection, ids: list, cfg: WSODDataConfig, desc: str) -> list[Tensor]:
     from tqdm import tqdm
 
     cache = ProposalCache(cfg.proposal_cache or default_proposal_cache(), cfg.proposal_method,
@@ -156,12 +164,35 @@ def voc_split(cfg: WSODDataConfig, train: bool) -> DetectionSplit:
         proposals = _proposals_for(data, data.ids, cfg, cfg.train_set if train else cfg.test_set)
     if any(p.shape[0] == 0 for p in proposals):
         raise DataError(f"{cfg.root}: an image has no proposal left after clipping and size filtering")
-    return DetectionSplit(data, tags, [r.boxes for r in records], [r.labels for r in records],
-                          [r.difficult for r in records], proposals, tuple(cfg.classes), pixel_inclusive=True)
+    split = DetectionSplit(data, tags, [r.boxes for r in records], [r.labels for r in records],
+                           [r.difficult for r in records], proposals, tuple(cfg.classes), pixel_inclusive=True)
+    return split
+
+
+def coco_split(cfg: WSODDataConfig, train: bool) -> DetectionSplit:
+    """A COCO image folder and instances file; the test split keeps crowd boxes as ``difficult`` (ignored)."""
+    assert cfg.root is not None  # checked by the config
+    name = cfg.train_json if train else cfg.test_json
+    path = name if os.path.isabs(name) or os.path.exists(name) else os.path.join(cfg.root, name)
+    proposal_file = cfg.train_proposals if train else cfg.test_proposals
+    data = COCODetection(path, cfg.root, proposal_file=proposal_file or None, skip_crowd=train)
+    targets = [data.target(i) for i in range(len(data))]
+    tags = torch.zeros(len(data), data.num_classes)
+    for i, t in enumerate(targets):
+        tags[i, t["labels"][~t["crowd"]]] = 1.0
+    if proposal_file:
+        proposals = [data.image_proposals(i) for i in range(len(data))]
+    else:
+        proposals = _proposals_for(data, data.ids, cfg, "train" if train else "test")
+    if any(p.shape[0] == 0 for p in proposals):
+        raise DataError(f"{path}: an image has no proposal left after clipping and size filtering")
+    return DetectionSplit(data, tags, [t["boxes"] for t in targets], [t["labels"] for t in targets],
+                          [t["crowd"] for t in targets], proposals, data.classes, pixel_inclusive=False)
 
 
 def load_split(cfg: WSODDataConfig, train: bool) -> DetectionSplit:
-    return scene_split(cfg, train) if cfg.name == "scenes" else voc_split(cfg, train)
+    builders = {"scenes": scene_split, "voc": voc_split, "coco": coco_split}
+    return builders[cfg.name](cfg, train)
 
 
 def resize_view(image: Tensor, boxes: Tensor, size: int | None, flip: bool) -> tuple[Tensor, Tensor]:

@@ -162,8 +162,14 @@ def _indices(system: WSODSystem) -> tuple[list[int], list[int]]:
 def evaluate_system(system: WSODSystem, score_source: str | None = None) -> dict[str, float]:
     test_idx, train_idx = _indices(system)
     test, train = system.test_split, system.train_split
-    metrics = score_detections(run_detector(system, test, test_idx, score_source),
-                               run_detector(system, train, train_idx, score_source), (test, train), test_idx, train_idx)
+    test_dets = run_detector(system, test, test_idx, score_source)
+    metrics = score_detections(test_dets, run_detector(system, train, train_idx, score_source), (test, train),
+                               test_idx, train_idx)
+    if system.cfg.data.name == "coco":  # COCO's own metric beside VOC mAP50 (crowd boxes passed as crowd)
+        from imaginate.metrics.detection import coco_ap
+
+        stats = coco_ap(test_dets, [test.annotations()[i] for i in test_idx], len(test.classes))
+        metrics |= {"coco_ap": stats["AP"], "coco_ap50": stats["AP50"]}
     metrics["proposal_recall"] = proposal_recall([test.proposals[i] for i in test_idx],
                                                  [test.boxes[i].float() for i in test_idx])
     return metrics
