@@ -68,3 +68,20 @@ def test_bad_config_is_one_line_naming_the_key(tmp_path, capsys, override, key):
     code = main(["train", "face_vid2vid", "--out", str(tmp_path / "run"), override])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and key in err
+
+
+def test_trains_on_a_user_video_folder_and_a_missing_folder_is_one_line(tmp_path, capsys):
+    from imaginate.data.heads import head_clip
+    from imaginate.engine.video import write_mp4
+
+    for i in range(2):
+        (tmp_path / "videos" / f"id{i}").mkdir(parents=True)
+        write_mp4(head_clip(10 + i, i, num_frames=4, size=64).frames, tmp_path / "videos" / f"id{i}" / "a.mp4")
+    spec, cfg = small_config(["train.steps=3", f"data.video_folder={tmp_path / 'videos'}", "data.eval_clips=1",
+                              "data.eval_frames=2"])
+    metrics = run_training(spec, cfg, tmp_path / "run", progress=False)
+    assert all(math.isfinite(v) for v in metrics.values())
+    code = main(["train", "face_vid2vid", "--no-progress", "--out", str(tmp_path / "run2"), "train.steps=1",
+                 f"data.video_folder={tmp_path / 'nothing'}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "nothing" in err

@@ -57,6 +57,11 @@ class FaceDataConfig:
         train_clips: clips of train identities (identity ``i`` of the split, clip seed ``i``).
         clip_frames / frame_stride: frames kept per clip and the motion frames between them (30 fps motion).
         eval_clips / eval_frames: held-out (test identity) clips and frames per clip for ``evaluate``.
+        video_folder: train on a user's folder of talking-head ``.mp4`` clips instead (VoxCeleb /
+            TalkingHead-1KH layout, ``imaginate.data.video_folder``); no true angles exist there, so the pose
+            loss is off for those pairs. Evaluation stays on procedural test identities.
+        video_crops: a crop box file for the folder (default ``crops.json`` / ``crops.csv`` inside it).
+        video_max_frames: frames decoded per clip (0: all).
     """
 
     image_size: int = 64
@@ -65,8 +70,13 @@ class FaceDataConfig:
     frame_stride: int = 5
     eval_clips: int = 8
     eval_frames: int = 12
+    video_folder: str = ""
+    video_crops: str = ""
+    video_max_frames: int = 0
 
     def __post_init__(self) -> None:
+        if self.video_max_frames < 0:
+            raise ConfigError(f"data.video_max_frames: must be >= 0 (0: all), got {self.video_max_frames}")
         for key in ("image_size", "train_clips", "frame_stride", "eval_clips"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"data.{key}: must be >= 1, got {getattr(self, key)}")
@@ -202,6 +212,8 @@ class FaceVid2VidSystem(System):
         self.perceptual.to(ctx.device)
         self._train: dict | None = None
         self._eval: dict | None = None
+        if cfg.data.video_folder:
+            _ = self.train_data  # a bad folder or crop file is a one-line DataError before training starts
 
     @property
     def model(self) -> FaceVid2Vid | Keypoints2DModel:
@@ -215,7 +227,14 @@ class FaceVid2VidSystem(System):
     @property
     def train_data(self) -> dict:
         if self._train is None:
-            self._train = train_clip_data(self.cfg.data)
+            d = self.cfg.data
+            if d.video_folder:
+                from imaginate.data.video_folder import VideoFolder
+
+                self._train = {"folder": VideoFolder(d.video_folder, d.image_size, d.video_crops or None,
+                                                     d.video_max_frames or None, seed=self.ctx.seed)}
+            else:
+                self._train = train_clip_data(d)
         return self._train
 
     @property
@@ -228,8 +247,14 @@ class FaceVid2VidSystem(System):
         """``source`` / ``driving`` ``[B, 3, H, W]`` from the same clip, their true angles ``[B]`` (``*_yaw`` ...)
         and a ``warp_seed`` for the equivariance warp."""
         data = self.train_data
-        clips = self.ctx.batch_indices(step, data["frames"].shape[0])  # [B]
         gen = torch.Generator().manual_seed(self.ctx.seed * 1_000_003 + step * 7 + self.ctx.env.rank)
+        if "folder" in data:  # a user's videos: frame pairs, no true angles
+            folder = data["folder"]
+            items = [folder[int(i)] for i in self.ctx.batch_indices(step, len(folder))]
+            batch = {k: torch.stack([item[k] for item in items]).to(self.ctx.device) for k in ("source", "driving")}
+            batch["warp_seed"] = torch.randint(0, 2**31 - 1, (len(items),), generator=gen).to(self.ctx.device)
+            return batch
+        clips = self.ctx.batch_indices(step, data["frames"].shape[0])  # [B]
         frames = torch.randint(0, data["frames"].shape[1], (2, clips.shape[0]), generator=gen)
         batch = {}
         for name, idx in (("source", frames[0]), ("driving", frames[1])):
@@ -269,12 +294,14 @@ class FaceVid2VidSystem(System):
                                   "occlusion_mean": float(out["occlusion"].mean().detach())}
         if self.is_fv2v:
             motion_s, motion_d = out["source_motion"], out["driving_motion"]
-            terms["pose"] = (pose_loss(motion_s, batch["source_yaw"], batch["source_pitch"], batch["source_roll"])
-                             + pose_loss(motion_d, batch["driving_yaw"], batch["driving_pitch"], batch["driving_roll"])) / 2
+            if "driving_yaw" in batch:  # true angles (procedural heads)
+                terms["pose"] = (pose_loss(motion_s, batch["source_yaw"], batch["source_pitch"], batch["source_roll"])
+                                 + pose_loss(motion_d, batch["driving_yaw"], batch["driving_pitch"],
+                                             batch["driving_roll"])) / 2
+                logs["pose_err_deg"] = float(pose_error_degrees(motion_d, batch["driving_yaw"], batch["driving_pitch"],
+                                                                batch["driving_roll"]).mean().detach())
             terms["deformation"] = (deformation_prior_loss(motion_s.expression)
                                     + deformation_prior_loss(motion_d.expression)) / 2
-            logs["pose_err_deg"] = float(pose_error_degrees(motion_d, batch["driving_yaw"], batch["driving_pitch"],
-                                                            batch["driving_roll"]).mean().detach())
             logs["expression_abs"] = float(motion_d.expression.abs().mean().detach())
         batch["fake"] = image.detach()  # reused by the D step (one generator forward per step)
         loss = sum(getattr(w, name) * value for name, value in terms.items())
