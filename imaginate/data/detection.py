@@ -17,6 +17,7 @@ import codecs
 import collections
 import functools
 import json
+import math
 import os
 import pickle
 import xml.etree.ElementTree as ET
@@ -45,7 +46,11 @@ class VOCRecord:
     """One VOC annotation file.
 
     ``boxes`` are [M, 4] float32 xyxy, 0-based inclusive pixel indices (the file's 1-based values
-    minus 1); ``labels`` [M] int64 indices into the class list; ``difficult`` [M] bool.
+    minus 1); ``labels`` [M] int64 indices into the class list; ``difficult`` [M] bool. Beyond VOC,
+    an object may carry a click ``<point><x/><y/></point>`` and a polyline ``<scribble>x,y x,y
+    ...</scribble>`` (written by ``imaginate.data.scenes.export_voc``; 1-based like the boxes, minus
+    1 here): ``points`` [M, 2] float32 (NaN rows for objects without one) and ``scribbles``, M
+    tensors [K, 2] (K = 0 without one); each is None when no object in the file has one.
     """
 
     filename: str
@@ -54,6 +59,8 @@ class VOCRecord:
     boxes: Tensor
     labels: Tensor
     difficult: Tensor
+    points: Tensor | None = None
+    scribbles: list[Tensor] | None = None
 
 
 def _text(element: ET.Element, tag: str, path: str, where: str) -> str:
@@ -108,7 +115,7 @@ def read_voc_annotation(xml_path: str, classes: Sequence[str] = VOC_CLASSES) -> 
         else os.path.splitext(os.path.basename(xml_path))[0] + ".jpg"
     )
     class_index = {name.lower(): i for i, name in enumerate(classes)}
-    boxes, labels, difficult = [], [], []
+    boxes, labels, difficult, points, scribbles = [], [], [], [], []
     for k, obj in enumerate(root.iter("object")):
         where = f"<object> #{k}"
         name = _text(obj, "name", xml_path, where).lower()
@@ -126,6 +133,10 @@ def read_voc_annotation(xml_path: str, classes: Sequence[str] = VOC_CLASSES) -> 
         if box[2] < box[0] or box[3] < box[1]:
             raise DataError(f"{xml_path}: {where} has xmax < xmin or ymax < ymin: {[v + 1 for v in box]}")
         flag = obj.find("difficult")
+        point = obj.find("point")
+        points.append([math.nan, math.nan] if point is None else
+                      [_number(point, tag, xml_path, f"{where} <point>") - 1 for tag in ("x", "y")])
+        scribbles.append(_scribble(obj.find("scribble"), xml_path, where))
         boxes.append(box)
         labels.append(class_index[name])
         difficult.append(flag is not None and flag.text is not None and flag.text.strip() == "1")
@@ -136,7 +147,23 @@ def read_voc_annotation(xml_path: str, classes: Sequence[str] = VOC_CLASSES) -> 
         boxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),  # [M, 4]
         labels=torch.tensor(labels, dtype=torch.int64),  # [M]
         difficult=torch.tensor(difficult, dtype=torch.bool),  # [M]
+        points=torch.tensor(points, dtype=torch.float32).reshape(-1, 2) if any(not math.isnan(p[0]) for p in points)
+        else None,  # [M, 2]
+        scribbles=scribbles if any(len(line) for line in scribbles) else None,  # M x [K, 2]
     )
+
+
+def _scribble(element: ET.Element | None, path: str, where: str) -> Tensor:
+    """[K, 2] 0-based vertices of a ``<scribble>x,y x,y ...</scribble>`` element (1-based in the file)."""
+    if element is None or not (element.text or "").strip():
+        return torch.zeros(0, 2)
+    try:
+        vertices = [[float(v) - 1 for v in pair.split(",")] for pair in element.text.split()]
+    except ValueError:
+        vertices = [[]]
+    if any(len(v) != 2 or not all(math.isfinite(c) for c in v) for v in vertices):
+        raise DataError(f"{path}: <scribble> in {where} is not 'x,y x,y ...' pairs of numbers")
+    return torch.tensor(vertices, dtype=torch.float32)  # [K, 2]
 
 
 def _read_image(path: str) -> Tensor:

@@ -519,8 +519,11 @@ def export_voc(
     ``Annotations/<id>.xml`` and ``ImageSets/Main/<image_set>.txt`` (rewritten), ids
     ``f"{image_id:06d}"``. A box [x1, y1, x2, y2] (x2, y2 exclusive) is stored 1-based inclusive as
     xmin = x1 + 1, ymin = y1 + 1, xmax = x2, ymax = y2; ``read_voc_annotation`` subtracts 1 and so
-    returns exactly [x1, y1, x2 - 1, y2 - 1]. Read back with ``VOCDetection(root, image_set,
-    classes=SCENE_CLASSES)``.
+    returns exactly [x1, y1, x2 - 1, y2 - 1]. Each object also gets its click and its scribble
+    (elements beyond VOC's, ignored by other VOC readers), 1-based like the box, 3 decimals:
+    ``<point><x>X + 1</x><y>Y + 1</y></point>`` and ``<scribble>x1,y1 x2,y2 ...</scribble>`` (vertices
+    + 1); ``read_voc_annotation`` subtracts 1 and returns them as ``points`` [M, 2] and ``scribbles``.
+    Read back with ``VOCDetection(root, image_set, classes=SCENE_CLASSES)``.
 
     Args:
         dataset: the scenes to write.
@@ -547,10 +550,13 @@ def export_voc(
         annotation = ET.Element("annotation")
         _children(annotation, folder=os.path.basename(os.path.normpath(root)), filename=f"{image_id}.jpg")
         _children(ET.SubElement(annotation, "size"), width=pixels.shape[1], height=pixels.shape[0], depth=3)
-        for (x1, y1, x2, y2), label in zip(item["boxes"].round().int().tolist(), item["labels"].tolist()):
+        for k, ((x1, y1, x2, y2), label) in enumerate(zip(item["boxes"].round().int().tolist(), item["labels"].tolist())):
             obj = ET.SubElement(annotation, "object")
             _children(obj, name=dataset.classes[label], pose="Unspecified", truncated=0, difficult=0)
             _children(ET.SubElement(obj, "bndbox"), xmin=x1 + 1, ymin=y1 + 1, xmax=x2, ymax=y2)
+            px, py = item["points"][k].tolist()
+            _children(ET.SubElement(obj, "point"), x=f"{px + 1:.3f}", y=f"{py + 1:.3f}")
+            _children(obj, scribble=" ".join(f"{x + 1:.3f},{y + 1:.3f}" for x, y in item["scribbles"][k].tolist()))
         ET.indent(annotation)
         ET.ElementTree(annotation).write(os.path.join(root, "Annotations", f"{image_id}.xml"))
         ids.append(image_id)

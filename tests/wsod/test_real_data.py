@@ -227,3 +227,41 @@ def test_coco_config_names_the_missing_key():
     with pytest.raises(ValueError, match="data.train_json"):
         WSODDataConfig(name="coco", root="images")
 
+
+def test_export_voc_writes_points_and_scribbles_that_the_reader_returns(tmp_path):
+    from imaginate.data.detection import VOCDetection, read_voc_annotation
+    from imaginate.data.scenes import SCENE_CLASSES, SceneDataset, export_voc
+
+    scenes = SceneDataset(3, 64, seed=7)
+    ids = export_voc(scenes, str(tmp_path / "voc"))
+    voc = VOCDetection(str(tmp_path / "voc"), "trainval", SCENE_CLASSES)
+    for i, image_id in enumerate(ids):
+        record = voc.record(i)
+        item = scenes[i]
+        torch.testing.assert_close(record.points, item["points"], atol=6e-4, rtol=0)
+        assert len(record.scribbles) == len(item["scribbles"])
+        for got, want in zip(record.scribbles, item["scribbles"]):
+            torch.testing.assert_close(got, want, atol=6e-4, rtol=0)
+    # a plain VOC file has neither
+    plain = tmp_path / "plain.xml"
+    plain.write_text("<annotation><size><width>10</width><height>10</height></size><object><name>red_disk</name>"
+                     "<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></object></annotation>")
+    record = read_voc_annotation(str(plain), SCENE_CLASSES)
+    assert record.points is None and record.scribbles is None
+    bad = tmp_path / "bad.xml"
+    bad.write_text(plain.read_text().replace("</bndbox>", "</bndbox><scribble>1,2 x</scribble>"))
+    from imaginate.data.errors import DataError
+
+    with pytest.raises(DataError, match="bad.xml: <scribble> in <object> #0"):
+        read_voc_annotation(str(bad), SCENE_CLASSES)
+
+
+def test_a_voc_split_carries_the_clicks_and_scribbles(tmp_path):
+    from imaginate.data.scenes import SCENE_CLASSES
+
+    _voc_folder(tmp_path / "voc", seed=4)
+    classes = "[" + ",".join(SCENE_CLASSES) + "]"
+    system = _system(tmp_path, "data.name=voc", f"data.root={tmp_path / 'voc'}", f"data.classes={classes}")
+    split = system.train_split
+    assert split.points is not None and len(split.points) == 4 and split.points[0].shape[1] == 2
+    assert split.scribbles is not None and all(len(s) == len(b) for s, b in zip(split.scribbles, split.boxes))

@@ -166,6 +166,10 @@ def voc_split(cfg: WSODDataConfig, train: bool) -> DetectionSplit:
         raise DataError(f"{cfg.root}: an image has no proposal left after clipping and size filtering")
     split = DetectionSplit(data, tags, [r.boxes for r in records], [r.labels for r in records],
                            [r.difficult for r in records], proposals, tuple(cfg.classes), pixel_inclusive=True)
+    if all(r.points is not None and not r.points.isnan().any() for r in records):  # clicks in the XML
+        split.points = [r.points for r in records]
+    if all(r.scribbles is not None and all(len(s) for s in r.scribbles) for r in records):
+        split.scribbles = [r.scribbles for r in records]
     return split
 
 
