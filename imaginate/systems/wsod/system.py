@@ -177,6 +177,7 @@ class WSODSystem(System):
                                         else mist_pseudo_labels, cfg.method != "oicr",
                                         (cfg.refine_warmup_start, cfg.refine_warmup_length), cfg.train.seed)
             self.modules["teacher"] = self.omni.teacher.to(ctx.device)
+            self.omni.prepare(self.train_split)  # label files are read (and checked) before training starts
         o = cfg.optim
         params = list(net.detector_parameters())
         if o.name == "adam":
