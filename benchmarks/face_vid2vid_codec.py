@@ -238,7 +238,7 @@ def write_markdown(results: dict, path: Path) -> None:
              "Quality: per-frame PSNR / SSIM against the original frames, averaged. The source frame's bits "
              "are amortised over this clip length only: a longer call would lower the keypoint codec's rate. "
              "The keypoint codec's main numbers send every frame in its own chunk (one frame of latency: "
-             f"at least 8 bytes a frame, i.e. a floor near 1.9 kbps); the {CHUNK}-frame-chunk column codes the same "
+             f"4 bytes for a frame without motion, i.e. a floor near 1 kbps); the {CHUNK}-frame-chunk column codes the same "
              "decoded values with 8 frames per chunk (same quality, less framing, 267 ms more latency). "
              "Motion kbps and bits/frame exclude the source frame; the comparison uses the per-frame-chunk rates.", ""]
     for size, res in results["resolutions"].items():

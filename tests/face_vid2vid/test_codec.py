@@ -63,6 +63,16 @@ def test_coarser_steps_give_fewer_bits_and_adaptive_coding_beats_raw() -> None:
     assert sizes[1] * 8 < raw_bits / 4
 
 
+def test_a_still_head_costs_four_bytes_a_frame() -> None:
+    values = np.tile(_values(1), (20, 1))
+    values[12:] += 3.0  # one jump, then still again
+    data, table = encode_parameters(values, K, CodecSettings(qstep=0.5), 64, 64)
+    sizes = [r.num_bytes for r in table if r.kind == "frames"]
+    assert sizes[1:12] == [4] * 11 and sizes[12] > 4 and sizes[13:] == [4] * 7  # varint, tag, CRC-16
+    assert np.array_equal(decode_parameters(data).symbols, np.round(values / CodecSettings(qstep=0.5).header(
+        64, 64, K, 20).steps()).astype(np.int64))
+
+
 def test_truncated_streams_raise_naming_a_byte_offset() -> None:
     data, _ = encode_parameters(_values(12), K, CodecSettings(qstep=0.5), 64, 64)
     for cut in [0, 10, HEADER_SIZE - 1, HEADER_SIZE, HEADER_SIZE + 1, len(data) // 2, len(data) - 1]:

@@ -14,7 +14,8 @@ File (all integers little-endian)::
       image codec, replaces the receiver's source image from the next frame on); bit 7 clear: a FRAME
       chunk of (tag & 63) frames, bit 6 set when they are intra-coded (predicted from zero instead of
       the previous decoded frame). A frame chunk's remaining bytes are the range coder's 32-bit words
-      (big-endian, trailing zero bytes dropped: the decoder pads with zeros).
+      (big-endian, trailing zero bytes dropped: the decoder pads with zeros); no bytes at all mean
+      that every residual of the chunk is zero (a frame without motion costs 4 bytes).
 
 Residuals (integers) are coded with constriction's range coder under a quantised Laplace model of
 mean 0 whose scale adapts per parameter: an integer accumulator ``acc <- acc - acc // 8 + 32 |r|``
@@ -41,7 +42,7 @@ IMAGE_CODECS = ("jpeg", "webp", "h264")
 ESCAPE = 4095
 MAX_FRAMES_PER_CHUNK = 63
 _ACC_SHIFT, _ACC_GAIN, _ACC_UNIT = 3, 32, 256  # acc += 32|r| - acc/8: steady state 256 E|r|
-_INITIAL_SCALE = {"intra": 64.0, "inter": 4.0}
+_INITIAL_SCALE = {"intra": 64.0, "inter": 2.0}
 
 
 class StreamError(DataError):
@@ -199,8 +200,13 @@ class ResidualCoder:
         model = constriction.stream.model
         laplace, uniform = model.QuantizedLaplace(-ESCAPE, ESCAPE), model.Uniform(1 << 24)
         kind = "intra" if intra else "inter"
+        residuals = np.asarray(residuals, dtype=np.int64).reshape(-1, self.num_values)
+        if not residuals.any():  # nothing moved: an empty payload (the decoder knows it means zeros)
+            for row in residuals:
+                self._update(kind, row)
+            return b""
         encoder = constriction.stream.queue.RangeEncoder()
-        for row in np.asarray(residuals, dtype=np.int64).reshape(-1, self.num_values):
+        for row in residuals:
             symbols = np.clip(row, -ESCAPE, ESCAPE).astype(np.int32)
             encoder.encode(symbols, laplace, np.zeros(self.num_values), self._scales(kind))
             overflow = np.abs(row[np.abs(row) >= ESCAPE]) - ESCAPE
@@ -209,7 +215,7 @@ class ResidualCoder:
                     raise ValueError(f"a residual of {int(overflow.max()) + ESCAPE} steps is too large: raise the step")
                 encoder.encode(overflow.astype(np.int32), uniform)
             self._update(kind, row)
-        return _words_to_bytes(encoder.get_compressed())
+        return _words_to_bytes(encoder.get_compressed()) or b"\x00"  # never empty: that means "all zero"
 
     def decode(self, data: bytes, num_frames: int, intra: bool, offset: int) -> np.ndarray:
         """bytes -> ``[G, D]`` int64 residuals; StreamError naming ``offset`` when they do not decode."""
@@ -218,6 +224,11 @@ class ResidualCoder:
         model = constriction.stream.model
         laplace, uniform = model.QuantizedLaplace(-ESCAPE, ESCAPE), model.Uniform(1 << 24)
         kind = "intra" if intra else "inter"
+        if not data:
+            rows = np.zeros((num_frames, self.num_values), np.int64)
+            for row in rows:
+                self._update(kind, row)
+            return rows
         rows = []
         try:
             decoder = constriction.stream.queue.RangeDecoder(_bytes_to_words(data))
