@@ -18,7 +18,7 @@ from imaginate.data.blockworld.camera import (
     random_valid_poses,
     view_statistics,
 )
-from imaginate.data.blockworld.guidance import project, snap_to_voxel_faces, unproject
+from imaginate.data.blockworld.guidance import PointStore, project, snap_to_voxel_faces, splat, unproject
 from imaginate.data.blockworld.label_video import (
     LabelVideo,
     LabelVideoDataset,
@@ -102,6 +102,7 @@ __all__ = [
     "LabelVideo",
     "LabelVideoDataset",
     "LabelVideoSpec",
+    "PointStore",
     "camera_path",
     "exact_flow",
     "label_video_specs",
@@ -113,6 +114,7 @@ __all__ = [
     "revisit",
     "revisit_pairs",
     "snap_to_voxel_faces",
+    "splat",
     "stack_label_videos",
     "unproject",
 ]
