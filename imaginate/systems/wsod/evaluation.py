@@ -13,7 +13,9 @@ Metrics (a flat dict of floats):
   but covers at least two of them by 70 % of their area -- the failure MIST addresses;
 - ``dup_recall``: on test images with 2+ instances of a class, the share of instances found by the
   class's top-n detections (n = the number of instances; IoU >= 0.5, one detection per instance);
-- ``proposal_recall``: share of test objects some proposal covers with IoU >= 0.5 (the ceiling).
+- ``proposal_recall``: share of test objects some proposal covers with IoU >= 0.5 (the ceiling);
+- ``coco_ap`` / ``coco_ap50`` (``data.name=coco`` only): COCO AP@[.5:.95] and AP50 on the test images
+  (pycocotools, crowd boxes as crowd).
 """
 
 from __future__ import annotations
