@@ -21,6 +21,7 @@ import pickle
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from imaginate.data.blockworld.camera import PinholeCamera
@@ -40,7 +41,7 @@ class LabelVideo:
 
     Attributes:
         labels: ``[T, H, W]`` int64 label ids (0 = sky / void).
-        photo: ``[T, 3, H, W]`` float32 target frames in [0, 1].
+        photo: ``[T, 3, H, W]`` float32 target frames in [0, 1] (None for a user's label-only video).
         depth: ``[T, H, W]`` float32 z-depth along the optical axis, 0 where the pixel sees sky;
             None when unknown.
         intrinsics: ``[T, 3, 3]`` float32 ``K`` (pixel ``(i, j)`` is the point ``(j + .5, i + .5)``).
@@ -57,7 +58,7 @@ class LabelVideo:
     """
 
     labels: Tensor
-    photo: Tensor
+    photo: Tensor | None
     depth: Tensor | None
     intrinsics: Tensor | None
     cam_to_world: Tensor | None
@@ -100,7 +101,7 @@ class LabelVideo:
             flow[0], valid[0] = 0.0, 0.0
         pairs = [(a - start, b - start) for a, b in self.revisit_pairs
                  if start <= a and b < start + length]
-        return replace(self, labels=self.labels[cut], photo=self.photo[cut], depth=part(self.depth),
+        return replace(self, labels=self.labels[cut], photo=part(self.photo), depth=part(self.depth),
                        intrinsics=part(self.intrinsics), cam_to_world=part(self.cam_to_world), flow=flow,
                        flow_valid=valid, revisit_pairs=pairs)
 
@@ -108,16 +109,16 @@ class LabelVideo:
         def move(tensor: Tensor | None) -> Tensor | None:
             return None if tensor is None else tensor.to(device)
 
-        return replace(self, labels=self.labels.to(device), photo=self.photo.to(device), depth=move(self.depth),
+        return replace(self, labels=self.labels.to(device), photo=move(self.photo), depth=move(self.depth),
                        intrinsics=move(self.intrinsics), cam_to_world=move(self.cam_to_world),
                        flow=move(self.flow), flow_valid=move(self.flow_valid))
 
     def state_dict(self) -> dict[str, Tensor]:
         """Tensors only (for ``torch.save`` / ``torch.load(weights_only=True)``); absent fields omitted."""
-        state = {"labels": self.labels, "photo": self.photo, "num_labels": torch.tensor(self.num_labels),
+        state = {"labels": self.labels, "num_labels": torch.tensor(self.num_labels),
                  "revisit_pairs": torch.tensor(self.revisit_pairs, dtype=torch.long).reshape(-1, 2),
                  "name": torch.tensor(list(self.name.encode()), dtype=torch.uint8)}
-        for key in ("depth", "intrinsics", "cam_to_world", "flow", "flow_valid"):
+        for key in ("photo", "depth", "intrinsics", "cam_to_world", "flow", "flow_valid"):
             if getattr(self, key) is not None:
                 state[key] = getattr(self, key)
         return state
@@ -125,8 +126,8 @@ class LabelVideo:
     @classmethod
     def from_state_dict(cls, state: dict[str, Tensor]) -> LabelVideo:
         return cls(
-            labels=state["labels"], photo=state["photo"],
-            **{key: state.get(key) for key in ("depth", "intrinsics", "cam_to_world", "flow", "flow_valid")},
+            labels=state["labels"],
+            **{key: state.get(key) for key in ("photo", "depth", "intrinsics", "cam_to_world", "flow", "flow_valid")},
             revisit_pairs=[(int(a), int(b)) for a, b in state["revisit_pairs"].tolist()],
             num_labels=int(state["num_labels"]), name=bytes(state["name"].tolist()).decode(),
         )
@@ -159,8 +160,8 @@ def exact_flow(depth: Tensor, intrinsics: Tensor, cam_to_world: Tensor, world: B
     Each pixel of frame ``t`` is unprojected with its depth, moved into camera ``t - 1`` and
     projected. It is valid when it lands inside the previous image, in front of the camera, and is
     visible there: on a block world (``world`` given) a ray cast from camera ``t - 1`` towards the
-    point must first hit a block where the point is (exact); otherwise the previous depth map at
-    the nearest pixel must agree within ``depth_tolerance`` (relative).
+    point must first hit a block where the point is (exact); otherwise the previous inverse depth,
+    sampled bilinearly where the point lands, must agree within ``depth_tolerance`` (relative).
 
     Args:
         depth: ``[T, H, W]`` z-depth, 0 for sky.
@@ -198,20 +199,19 @@ def exact_flow(depth: Tensor, intrinsics: Tensor, cam_to_world: Tensor, world: B
         visible = torch.zeros_like(inside)
         visible[inside] = visible_points
     else:
-        column = pixels[..., 0].floor().long().clamp(0, width - 1)
-        row = pixels[..., 1].floor().long().clamp(0, height - 1)
-        previous = _sample_nearest(d64[:-1], row, column)  # [T-1, H, W] depth the previous frame sees there
-        visible = inside & ((previous - z_prev).abs() <= depth_tolerance * z_prev)
+        # Inverse depth is linear in the pixel coordinates on a plane, so bilinear sampling of the
+        # previous inverse depth at the landing point is exact inside faces; every one of the four
+        # neighbours must have a depth.
+        has_depth = (d64[:-1] > 0).double()
+        inverse = torch.where(d64[:-1] > 0, 1.0 / d64[:-1].clamp(min=1e-12), torch.zeros_like(d64[:-1]))
+        grid = torch.stack([2 * pixels[..., 0] / width - 1, 2 * pixels[..., 1] / height - 1], dim=-1)
+        sampled = F.grid_sample(torch.stack([inverse, has_depth], 1), grid, align_corners=False)  # [T-1, 2, H, W]
+        near_prev = 1.0 / z_prev.clamp(min=1e-12)
+        agrees = (sampled[:, 0] - near_prev).abs() <= depth_tolerance * near_prev
+        visible = inside & (sampled[:, 1] > 1 - 1e-9) & agrees
     flow[1:] = motion.permute(0, 3, 1, 2).float()
     valid[1:, 0] = visible.float()
     return flow, valid
-
-
-def _sample_nearest(maps: Tensor, row: Tensor, column: Tensor) -> Tensor:
-    """``maps [T, H, W]`` read at integer ``row``, ``column`` ``[T, H, W]`` of the same frame."""
-    frames, height, width = maps.shape
-    flat = maps.reshape(frames, -1)
-    return flat.gather(1, (row * width + column).reshape(frames, -1)).reshape(row.shape)
 
 
 # --------------------------------------------------------------------------------------------
