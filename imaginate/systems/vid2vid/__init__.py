@@ -4,9 +4,10 @@ in ``data``, training in ``system``, autoregressive synthesis in ``inference``, 
 the ``imaginate synthesize`` command in ``synthesize`` and the demo part in ``demo``."""
 
 from imaginate.registry import register_system
+from imaginate.systems.vid2vid.demo import demo
 from imaginate.systems.vid2vid.system import Vid2VidConfig, Vid2VidSystem
 
 register_system("vid2vid", Vid2VidConfig, Vid2VidSystem,
-                "vid2vid / world-consistent vid2vid on block-world label videos (model.mode=vid2vid|wc_vid2vid)")
+                "vid2vid / world-consistent vid2vid on block-world label videos (model.mode=vid2vid|wc_vid2vid)", demo=demo)
 
 __all__ = ["Vid2VidConfig", "Vid2VidSystem"]

@@ -15,8 +15,10 @@ def psnr(a: Tensor, b: Tensor) -> float:
     return 99.0 if mse <= 1e-10 else 10 * math.log10(1.0 / mse)
 
 
-def revisit_error(frames: Tensor, pairs: list[tuple[int, int]]) -> tuple[float, float]:
-    """``(L1, PSNR)`` between the frames rendered at the same pose on the way out and on the way back."""
+def revisit_error(frames: Tensor, pairs: list[tuple[int, int]], min_gap: int = 0) -> tuple[float, float]:
+    """``(L1, PSNR)`` between the frames rendered at the same pose on the way out and on the way back, over
+    the pairs at least ``min_gap`` frames apart (close pairs only measure short-term consistency)."""
+    pairs = [p for p in pairs if p[1] - p[0] >= min_gap]
     if not pairs:
         return float("nan"), float("nan")
     out = frames[[p[0] for p in pairs]]

@@ -35,7 +35,8 @@ class SynthesisTimer:
 @torch.no_grad()
 def synthesize_frames(generator: Vid2VidGenerator, labels: Tensor, geometry: dict[str, Tensor] | None = None,
                       use_guidance: bool | None = None, first_frame: Tensor | None = None,
-                      guidance_mode: str = "first", timer: SynthesisTimer | None = None) -> Iterator[Tensor]:
+                      guidance_mode: str = "first", timer: SynthesisTimer | None = None,
+                      voxel_faces: bool = True) -> Iterator[Tensor]:
     """Yield the output frames ``[3, H, W]`` in [0, 1] (on the CPU) one by one.
 
     Args:
@@ -46,6 +47,7 @@ def synthesize_frames(generator: Vid2VidGenerator, labels: Tensor, geometry: dic
         first_frame: ``[3, H, W]`` in [0, 1] to start from instead of the SPADE first frame.
         guidance_mode: the point store's ``first`` or ``average`` colouring.
         timer: accumulates generator and guidance seconds.
+        voxel_faces: the geometry shows a block world (points snap to block-face cells; False for others).
     """
     cfg = generator.config
     use_guidance = cfg.uses_guidance if use_guidance is None else use_guidance
@@ -60,7 +62,7 @@ def synthesize_frames(generator: Vid2VidGenerator, labels: Tensor, geometry: dic
     if use_guidance:
         from imaginate.data.blockworld.guidance import PointStore
 
-        store = PointStore(1, mode=guidance_mode)
+        store = PointStore(1, mode=guidance_mode, voxel_faces=voxel_faces, device=device)
     timer = timer or SynthesisTimer()
     prev_labels: deque[Tensor] = deque(maxlen=cfg.num_prev)
     prev_images: deque[Tensor] = deque(maxlen=cfg.num_prev)
@@ -106,10 +108,10 @@ def synthesize_frames(generator: Vid2VidGenerator, labels: Tensor, geometry: dic
 
 def synthesize(generator: Vid2VidGenerator, labels: Tensor, geometry: dict[str, Tensor] | None = None,
                use_guidance: bool | None = None, first_frame: Tensor | None = None,
-               guidance_mode: str = "first", timer: SynthesisTimer | None = None) -> Tensor:
+               guidance_mode: str = "first", timer: SynthesisTimer | None = None, voxel_faces: bool = True) -> Tensor:
     """All frames of ``synthesize_frames`` stacked: ``[T, 3, H, W]`` in [0, 1]."""
     return torch.stack(list(synthesize_frames(generator, labels, geometry, use_guidance, first_frame,
-                                              guidance_mode, timer)))
+                                              guidance_mode, timer, voxel_faces)))
 
 
 @torch.no_grad()

@@ -176,7 +176,7 @@ class Vid2VidSystem(System):
         if c.uses_guidance:
             from imaginate.data.blockworld.guidance import PointStore
 
-            store = PointStore(num, mode=self.cfg.data.guidance_mode)
+            store = PointStore(num, mode=self.cfg.data.guidance_mode, voxel_faces=True, device=labels.device)
 
         def geo(t: int) -> tuple[Tensor, Tensor, Tensor]:
             return batch["depth"][:, t], batch["intrinsics"][:, t], batch["cam_to_world"][:, t]
