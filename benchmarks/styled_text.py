@@ -21,11 +21,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_line, mean_std, train_or_reuse  # noqa: E402
+from common import machine_line, mean_std, run_pool, train_or_reuse  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results"
-STEPS = 400
+STEPS = 300
 SEEDS = (0, 1)
 VARIANTS = {
     "adaln": ("full objective, adaln injection", []),
@@ -59,6 +59,35 @@ def run_variant(name: str, seed: int, steps: int, work: Path, common: list[str],
         cpu_file.write_text(json.dumps({"cpu_seconds": cpu_seconds() - start}))
     cpu = json.loads(cpu_file.read_text())["cpu_seconds"]
     return {"name": name, "seed": seed, "metrics": metrics, "seconds": seconds, "cpu": cpu, "run_dir": str(run_dir)}
+
+
+def job(args: tuple) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    return run_variant(*args)
+
+
+def prepare_judges(work: Path, common: list[str]) -> float:
+    """Fit the shared judges once (training split only) into ``work/judges.safetensors``; CPU seconds."""
+    import torch
+
+    from imaginate.config import build_config
+    from imaginate.engine import RunContext
+    from imaginate.engine.distributed import DistEnv
+    from imaginate.registry import get_system
+
+    if (work / "judges.safetensors").is_file():
+        return 0.0
+    start = cpu_seconds()
+    spec = get_system("styled_text")
+    cfg = build_config(spec.config_cls, preset="tiny", system="styled_text",
+                       overrides=common + [f"judge.cache={work / 'judges.safetensors'}", "train.device=cpu"])
+    ctx = RunContext(DistEnv(0, 1, 0, torch.device("cpu")), amp=False, grad_accum=1, seed=0, global_batch=16)
+    spec.system_cls(cfg, ctx).ensure_judges()
+    seconds = cpu_seconds() - start
+    (work / "judges_cpu.json").write_text(json.dumps({"cpu_seconds": seconds}))
+    return seconds
 
 
 def samples(run_dir: Path, n: int, seed: int) -> list:
@@ -177,6 +206,7 @@ def main() -> None:
     parser.add_argument("--work", default=str(ROOT / "runs" / "bench_styled_text"))
     parser.add_argument("--out", default=str(RESULTS / "styled_text.md"))
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    parser.add_argument("--workers", type=int, default=3, help="training processes at once (1 thread each)")
     parser.add_argument("--quick", action="store_true", help="1 seed, 30 steps, bundled data")
     parser.add_argument("--collect-only", action="store_true")
     args = parser.parse_args()
@@ -192,20 +222,23 @@ def main() -> None:
     common = [f"data.source={args.source}", f"eval_pairs={eval_pairs}"] + (
         ["judge.lm_steps=30", "loss.adversarial_start=10"] if args.quick else [])
     start, cpu0 = time.time(), cpu_seconds()
-    results = []
-    for seed in args.seeds:
-        for name in args.variants:
-            r = run_variant(name, seed, args.steps, work, common, args.collect_only)
-            results.append(r)
-            shown = {k: round(v, 3) for k, v in r.get("metrics", {}).items() if not k.startswith("confusion")}
-            print(name, seed, f"cpu={r.get('cpu', 0):.0f}s", shown, flush=True)
+    if not args.collect_only:
+        prepare_judges(work, common)
+    cpu0 = cpu_seconds()  # the judges' CPU time is counted from judges_cpu.json
+    jobs = [(name, seed, args.steps, work, common, args.collect_only) for seed in args.seeds for name in args.variants]
+    results = run_pool(job, jobs, 1 if args.collect_only else args.workers, "styled_text runs")
+    for r in results:
+        shown = {k: round(v, 3) for k, v in r.get("metrics", {}).items() if not k.startswith("confusion")}
+        print(r["name"], r["seed"], f"cpu={r.get('cpu', 0):.0f}s", shown, flush=True)
     main_run = work / f"{MAIN}_seed{args.seeds[0]}"
     sample_rows = samples(main_run, 12, 0) if (main_run / "final.safetensors").is_file() else []
     from imaginate.data.styled_corpus import DEFAULT_STYLES
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    total_cpu = sum(r.get("cpu", 0.0) for r in results) + (cpu_seconds() - cpu0 if args.collect_only else 0.0)
+    judges_cpu = work / "judges_cpu.json"
+    total_cpu = sum(r.get("cpu", 0.0) for r in results) + cpu_seconds() - cpu0 + (
+        json.loads(judges_cpu.read_text())["cpu_seconds"] if judges_cpu.is_file() else 0.0)
     write_page(results, args.steps, tuple(args.seeds), list(DEFAULT_STYLES), sample_rows, args.source, total_cpu,
                eval_pairs, out)
     print(f"wrote {out} ({time.time() - start:.0f} s wall, {total_cpu / 60:.1f} CPU-min)")

@@ -173,5 +173,7 @@ def evaluate_system(system) -> dict[str, float]:
         off = ~torch.eye(len(styles), dtype=torch.bool)
         metrics["code_same_style_cos"] = float(sim[same & off].mean())
         metrics["code_other_style_cos"] = float(sim[~same].mean())
+        # a code that ignores its reference: same-style and other-style codes equally alike
+        metrics["dead_style_code"] = float(metrics["code_same_style_cos"] - metrics["code_other_style_cos"] < 0.02)
     metrics = {k: (v if math.isfinite(v) else float("nan")) for k, v in metrics.items()}
     return metrics
