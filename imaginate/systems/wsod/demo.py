@@ -41,6 +41,10 @@ def demo(out_dir: Path) -> ReportPart:
             f"MIST, MIST + Concrete DropBlock and the box-supervised upper bound is in docs/results/wsod.md.")
     table = Table(f"{cfg.data.num_test} test scenes (mAP50), {cfg.eval.corloc_images} training scenes (CorLoc)",
                   ["detector", "mAP50", "CorLoc", "part-only rate"], rows)
-    return ReportPart("wsod", "Weakly supervised detection: WSDDN + MIST (wetectron, arXiv 2004.04725)", text,
-                      [table], [("test scenes: true boxes white, detections coloured with class and score", picture)],
-                      time.time() - start)
+    from imaginate.systems.wsod.ufo2_demo import ufo2_demo
+
+    ufo2_text, ufo2_table, ufo2_picture, _ = ufo2_demo(out_dir)
+    return ReportPart("wsod", "Weakly supervised detection: WSDDN + MIST (wetectron, arXiv 2004.04725) and UFO² "
+                      "(arXiv 2010.10804)", text + " " + ufo2_text, [table, ufo2_table],
+                      [("test scenes: true boxes white, detections coloured with class and score", picture),
+                       ("UFO², mixed labels: test scenes", ufo2_picture)], time.time() - start)
