@@ -199,3 +199,27 @@ def test_arguments_are_checked():
     store = PointStore(2)
     with pytest.raises(ValueError, match="2 sequences"):
         store.update(torch.zeros(1, 3, 4, 4), torch.ones(1, 4, 4), torch.eye(3)[None], torch.eye(4)[None])
+
+
+def test_sky_is_remembered_by_direction_only_when_asked(video):
+    out, back = video.revisit_pairs[0]
+    sky = video.depth[back] == 0
+    assert bool(sky.any())
+    for remember_sky in (False, True):
+        store = PointStore(1, voxel_faces=True, sky=remember_sky)
+        for t in range(back):
+            store.update(video.photo[t:t + 1], *frame_of(video, t))
+        guidance, mask = store.render(*frame_of(video, back), [video.size])[0]
+        sky_guided = mask[0, 0][sky].bool()
+        assert bool(sky_guided.all()) if remember_sky else not bool(sky_guided.any())
+        if remember_sky:  # the revisited sky is the outbound frame's sky
+            torch.testing.assert_close(guidance[0][:, sky], video.photo[out][:, sky], rtol=0, atol=1e-6)
+        points, _, valid = store.stored_points()
+        assert int(valid.sum()) == int((store.keys >> 36 & (2**18 - 1) != 2**18 - 1).sum())
+    # the sky is at infinity: moving the camera without turning it keeps the sky's keys
+    depth, k, pose = frame_of(video, back)
+    moved = pose.clone()
+    moved[:, :3, 3] += torch.tensor([3.0, 1.0, -2.0])
+    store = PointStore(1, sky=True)
+    assert torch.equal(store.pixel_keys(torch.zeros_like(depth), k, pose),
+                       store.pixel_keys(torch.zeros_like(depth), k, moved))

@@ -22,6 +22,8 @@ costs 3.6 ms at 64x128 and 8.7 ms at 128x256, 9 % and 8 % of the generator's 39 
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -139,7 +141,8 @@ def cell_keys(points: Tensor, cell_size: float, valid: Tensor) -> Tensor:
 
     The key packs ``(b, x, y, z)`` into 9 + 3 x 18 bits, so keys are exact (no hash collisions),
     sort by sequence first and compare equal exactly when two points share a cell of one sequence.
-    Points outside the +-2**17 cell range get -1, as do invalid points.
+    Points outside the cell range (-2**17 .. 2**17 - 1; x stops one short, its last value marks
+    sky directions, ``direction_keys``) get -1, as do invalid points.
 
     Args:
         points: ``[B, N, 3]`` world points.
@@ -154,12 +157,37 @@ def cell_keys(points: Tensor, cell_size: float, valid: Tensor) -> Tensor:
         raise ValueError(f"at most {MAX_BATCH} sequences per point store, got {batch}")
     half = 2 ** (COORD_BITS - 1)
     cells = torch.floor(points / cell_size)
-    inside = valid & (cells >= -half).all(dim=-1) & (cells < half).all(dim=-1)
+    inside = valid & (cells >= -half).all(dim=-1) & (cells < half).all(dim=-1) & (cells[..., 0] < half - 1)
     cells = torch.where(inside[..., None], cells, torch.zeros_like(cells)).long() + half  # [B, N, 3] >= 0
     index = torch.arange(batch, device=points.device).view(batch, 1)
     keys = (index << (3 * COORD_BITS)) | (cells[..., 0] << (2 * COORD_BITS)) | (cells[..., 1] << COORD_BITS) | (
         cells[..., 2])
     return torch.where(inside, keys, torch.full_like(keys, -1))
+
+
+SKY_FIELD = 2**COORD_BITS - 1  # the x field of direction (sky) keys
+
+
+def direction_keys(directions: Tensor, angle_step: float, valid: Tensor) -> Tensor:
+    """Keys of viewing directions (for the sky, which is infinitely far: its look depends only on
+    the direction). Azimuth and elevation are quantised in ``angle_step`` radians and packed like
+    ``cell_keys`` with the x field set to ``SKY_FIELD``, so they never equal a cell's key.
+
+    Args:
+        directions: ``[B, N, 3]`` world directions (any length > 0).
+        angle_step: the angular cell, radians (>= 2 pi / 2**18).
+        valid: ``[B, N]`` which directions to key (-1 elsewhere).
+    """
+    batch = directions.shape[0]
+    unit = directions / directions.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    azimuth = torch.atan2(unit[..., 2], unit[..., 0]) + math.pi  # [B, N] in [0, 2 pi]
+    elevation = torch.asin(unit[..., 1].clamp(-1.0, 1.0)) + math.pi / 2  # [B, N] in [0, pi]
+    top = 2**COORD_BITS - 1
+    a = torch.floor(azimuth / angle_step).long().clamp(0, top)
+    e = torch.floor(elevation / angle_step).long().clamp(0, top)
+    index = torch.arange(batch, device=directions.device).view(batch, 1)
+    keys = (index << (3 * COORD_BITS)) | (SKY_FIELD << (2 * COORD_BITS)) | (a << COORD_BITS) | e
+    return torch.where(valid, keys, torch.full_like(keys, -1))
 
 
 def key_cell_centres(keys: Tensor, cell_size: float) -> tuple[Tensor, Tensor]:
@@ -205,7 +233,8 @@ class PointStore:
     cell are averaged first). ``render`` gives the guidance image and mask of a new view from its
     own depth: each pixel looks up the cell it sees, so guidance is z-buffered by construction and
     exact on revisits. ``render_splat`` forward-projects the stored cells instead, for views
-    without depth.
+    without depth. With ``sky=True`` pixels without depth (block worlds' sky, infinitely far)
+    are remembered by viewing direction as well.
 
     Storage: sorted int64 keys (``cell_keys``) with float32 colours, observation counts and the
     frame each cell was last seen: 32 bytes per cell, all on the store's device. ``max_points``
@@ -218,12 +247,17 @@ class PointStore:
         cell_size: edge of a cell in world units (blocks on block worlds).
         voxel_faces: the views show block worlds; points are snapped to face cells
             (``snap_to_voxel_faces``), which needs ``1 / cell_size`` to be an integer.
+        sky: pixels without depth see the sky at infinity: remember their colour by viewing
+            direction (``direction_keys``; not in the paper, whose SfM points have no sky). Only
+            where depth 0 means "infinitely far" (block worlds), not "unknown" (sensor holes).
+        sky_step: the angular cell of sky directions, radians (0.01 = about a pixel at 64x128).
         max_points: the most cells kept.
         device: where the store lives (the model's device).
     """
 
     def __init__(self, batch: int, mode: str = "first", cell_size: float = 0.125, voxel_faces: bool = False,
-                 max_points: int = 2**21, device: torch.device | str | None = None) -> None:
+                 max_points: int = 2**21, device: torch.device | str | None = None, sky: bool = False,
+                 sky_step: float = 0.01) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if not 1 <= batch <= MAX_BATCH:
@@ -234,6 +268,9 @@ class PointStore:
             raise ValueError(f"voxel_faces needs 1 / cell_size to be an integer, got cell_size={cell_size}")
         if max_points < 1:
             raise ValueError(f"max_points must be positive, got {max_points}")
+        if not 2 * math.pi / 2**COORD_BITS <= sky_step <= 1.0:
+            raise ValueError(f"sky_step must lie in [{2 * math.pi / 2**COORD_BITS:.1e}, 1] radians, got {sky_step}")
+        self.sky, self.sky_step = sky, float(sky_step)
         self.batch, self.mode, self.cell_size = batch, mode, float(cell_size)
         self.voxel_faces, self.max_points = voxel_faces, max_points
         self.device = torch.device(device) if device is not None else torch.device("cpu")
@@ -283,7 +320,12 @@ class PointStore:
         points = unproject(depth, intrinsics, cam_to_world)  # [B, H, W, 3]
         if self.voxel_faces:
             points = snap_to_voxel_faces(points, cam_to_world, round(1 / self.cell_size))
-        keys = cell_keys(points.reshape(self.batch, -1, 3), self.cell_size, depth.reshape(self.batch, -1) > 0)
+        has_depth = depth.reshape(self.batch, -1) > 0
+        keys = cell_keys(points.reshape(self.batch, -1, 3), self.cell_size, has_depth)
+        if self.sky:
+            far = unproject(torch.ones_like(depth), intrinsics, cam_to_world).reshape(self.batch, -1, 3)
+            directions = far - cam_to_world[:, None, :3, 3].to(far.dtype)  # [B, H*W, 3]
+            keys = torch.where(has_depth, keys, direction_keys(directions, self.sky_step, ~has_depth))
         self._last_view, self._last_keys = tuple(t.detach().clone() for t in view), keys
         return keys
 
@@ -360,16 +402,18 @@ class PointStore:
 
     def stored_points(self) -> tuple[Tensor, Tensor, Tensor]:
         """Padded per-sequence cells: ``points [B, N, 3]`` (cell centres), ``colours [B, N, 3]`` and
-        ``valid [B, N]``, ``N`` the most cells of any sequence."""
-        sequence, centres = key_cell_centres(self.keys, self.cell_size)
+        ``valid [B, N]``, ``N`` the most cells of any sequence (sky directions left out)."""
+        points_only = ((self.keys >> (2 * COORD_BITS)) & SKY_FIELD) != SKY_FIELD
+        sequence, centres = key_cell_centres(self.keys[points_only], self.cell_size)
+        colors = self.colors[points_only]
         counts = torch.bincount(sequence, minlength=self.batch)  # keys sort by sequence first
-        most = int(counts.max()) if len(self) else 0
+        most = int(counts.max()) if len(sequence) else 0
         start = torch.cumsum(counts, 0) - counts  # [B]
-        slot = torch.arange(len(self), device=self.device) - start[sequence]  # [N] index within its sequence
+        slot = torch.arange(len(sequence), device=self.device) - start[sequence]  # [N] index within its sequence
         points = torch.zeros(self.batch, most, 3, device=self.device)
         colours = torch.zeros(self.batch, most, 3, device=self.device)
         valid = torch.zeros(self.batch, most, dtype=torch.bool, device=self.device)
-        points[sequence, slot], colours[sequence, slot], valid[sequence, slot] = centres, self.colors, True
+        points[sequence, slot], colours[sequence, slot], valid[sequence, slot] = centres, colors, True
         return points, colours, valid
 
     @torch.no_grad()
