@@ -122,6 +122,9 @@ def test_clip_and_stack(video):
     clip = video.clip(1, 7)
     assert clip.num_frames == 7 and clip.revisit_pairs == [(0, 6)]
     assert float(clip.flow_valid[0].max()) == 0 and torch.equal(clip.flow[1], video.flow[2])
+    for start, length in ((-1, 3), (0, 0), (5, 4)):
+        with pytest.raises(ValueError, match="clip"):
+            video.clip(start, length)
     batch = stack_label_videos([clip, clip])
     assert batch["photo"].shape == (2, 7, 3, 24, 48) and batch["revisit_pairs"] == [[(0, 6)]] * 2
 

@@ -89,7 +89,7 @@ class LabelVideo:
     def clip(self, start: int, length: int) -> LabelVideo:
         """Frames ``start .. start + length - 1``; the first frame's flow and mask become 0 and only
         revisit pairs inside the clip remain (renumbered)."""
-        if not 0 <= start and 1 <= length and start + length <= self.num_frames:
+        if not (0 <= start and 1 <= length and start + length <= self.num_frames):
             raise ValueError(f"clip [{start}, {start + length}) outside 0..{self.num_frames}")
         cut = slice(start, start + length)
 
