@@ -109,7 +109,7 @@ def pictures(run_dir: Path, out_png: Path, out_mp4: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--collect-only", action="store_true")
     parser.add_argument("--runs", default=str(ROOT / "runs" / "bench" / "face_vid2vid"))

@@ -85,3 +85,17 @@ def test_trains_on_a_user_video_folder_and_a_missing_folder_is_one_line(tmp_path
                  f"data.video_folder={tmp_path / 'nothing'}"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "nothing" in err
+
+
+def test_paper_preset_builds_at_the_notes_sizes():
+    from imaginate.systems.face_vid2vid.model import FaceVid2Vid
+
+    spec = get_system("face_vid2vid")
+    cfg = build_config(spec.config_cls, preset="paper", system="face_vid2vid")
+    assert cfg.model.image_size == 256 and cfg.model.num_keypoints == 20
+    assert (cfg.loss.perceptual, cfg.loss.gan, cfg.loss.feature_matching, cfg.loss.equivariance,
+            cfg.loss.keypoint_prior, cfg.loss.pose, cfg.loss.deformation) == (10, 1, 10, 20, 10, 20, 5)
+    model = FaceVid2Vid(cfg.model)
+    with torch.no_grad():
+        volume = model.appearance(torch.rand(1, 3, 64, 64))  # fully convolutional: 256 px gives 64 x 64
+    assert volume.shape == (1, 32, 16, 16, 16)  # F's [32, 16, H/4, W/4] volume
