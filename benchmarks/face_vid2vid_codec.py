@@ -225,6 +225,11 @@ def _fmt(value: float | None, spec: str = ".2f", none: str = "n/a") -> str:
     return none if value is None else format(value, spec)
 
 
+def _rate(fps: float) -> str:
+    """Frames per second, with seconds per frame when under one."""
+    return f"{fps:.1f}" if fps >= 1 else f"{fps:.3f} ({1 / fps:.1f} s/frame)"
+
+
 def write_markdown(results: dict, path: Path) -> None:
     lines = ["# face-vid2vid keypoint codec vs H.264", "",
              "Written by `benchmarks/face_vid2vid_codec.py`; do not edit by hand.", "",
@@ -271,7 +276,8 @@ def write_markdown(results: dict, path: Path) -> None:
     lines += ["## Speed (CPU, one thread, machine shared with other jobs)", "",
               "| resolution | model | encode frames/s | decode frames/s |", "|---|---|---:|---:|"]
     for row in results["speed"]:
-        lines.append(f"| {row['size']}x{row['size']} | {row['model']} | {row['encode_fps']:.1f} | {row['decode_fps']:.1f} |")
+        lines.append(f"| {row['size']}x{row['size']} | {row['model']} | {_rate(row['encode_fps'])} | "
+                     f"{_rate(row['decode_fps'])} |")
     lines += ["", "Encode = motion estimation of every frame + quantisation + entropy coding (+ the source image); "
               "decode = parsing + one synthesis per frame. The entropy coder alone runs at thousands of frames/s "
               "(tests/face_vid2vid/test_codec.py exercises it); the networks dominate.", "",
