@@ -87,6 +87,7 @@ def test_trains_on_a_user_video_folder_and_a_missing_folder_is_one_line(tmp_path
     assert code == 2 and len(err.splitlines()) == 1 and "nothing" in err
 
 
+@pytest.mark.slow
 def test_paper_preset_builds_at_the_notes_sizes():
     from imaginate.systems.face_vid2vid.model import FaceVid2Vid
 
