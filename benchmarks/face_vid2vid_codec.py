@@ -51,6 +51,18 @@ QSTEPS = [0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0]
 CRFS = [10, 16, 22, 28, 34, 40, 46, 51]
 PRESETS = ["veryfast", "medium"]
 CLIP_SEED_BASE = 900
+STRIP_QSTEP = 0.5  # the keypoint-codec point shown in the picture strips
+STRIPS: dict[tuple, torch.Tensor] = {}  # decoded frames of the first clip, for the strips
+
+
+def strip_frames(count: int) -> list[int]:
+    return [round(i * (count - 1) / 4) for i in range(5)]
+
+
+def size_of(frames: torch.Tensor) -> int:
+    return int(frames.shape[-1])
+
+
 CHUNK = 8  # the alternative packetisation: 8 frames per checksummed chunk (267 ms of latency at 30 fps)
 
 
@@ -95,6 +107,8 @@ def keypoint_curve(model, clips: list[torch.Tensor], size: int, image_codec: str
             total_grouped += len(grouped)
             source_bytes += sum(r.num_bytes for r in table if r.kind == "source")
             scores.append(quality(upscale(decoded, size), frames))
+            if frames is clips[0] and qstep == STRIP_QSTEP:
+                STRIPS[(size, "keypoint")] = upscale(decoded, size)[strip_frames(len(frames))]
         count = sum(len(c) for c in clips)
         rows.append({"qstep": qstep, "kbps": kbps(total, count), "kbps_chunked": kbps(total_grouped, count),
                      "source_kbps": kbps(source_bytes, count),
@@ -133,6 +147,8 @@ def h264_curve(clips: list[torch.Tensor], preset: str) -> list[dict]:
             [(_, payload, decoded)] = h264_crf_sweep(frames, [crf], preset=preset, fps=FPS)
             total += payload
             scores.append(quality(decoded, frames))
+            if frames is clips[0]:
+                STRIPS[(size_of(frames), preset, crf)] = decoded[strip_frames(len(frames))]
         count = sum(len(c) for c in clips)
         rows.append({"crf": crf, "kbps": kbps(total, count), "psnr": float(np.mean([s[0] for s in scores])),
                      "ssim": float(np.mean([s[1] for s in scores]))})
@@ -188,6 +204,22 @@ def speed(model, size: int, frames: int = 8, repeats: int = 2) -> dict:
         decode_video(model, data)
         decode_times.append(time.perf_counter() - start)
     return {"encode_fps": frames / min(encode_times), "decode_fps": frames / min(decode_times), "frames": frames}
+
+
+def save_strips(results: dict, clips: dict[int, torch.Tensor], out: Path) -> None:
+    """Per resolution: original | keypoint codec (qstep STRIP_QSTEP) | x264 veryfast at the nearest rate (rows)."""
+    from torchvision.utils import save_image
+
+    for size, res in results["resolutions"].items():
+        point = next(r for r in res["keypoint"]["rows"] if r["qstep"] == STRIP_QSTEP)
+        crf = min(res["h264"]["veryfast"], key=lambda r: abs(math.log(r["kbps"] / point["kbps"])))["crf"]
+        res["strip"] = {"keypoint_kbps": point["kbps"], "x264_crf": crf,
+                        "x264_kbps": next(r["kbps"] for r in res["h264"]["veryfast"] if r["crf"] == crf)}
+        rows = [clips[size][strip_frames(len(clips[size]))], STRIPS[(size, "keypoint")], STRIPS[(size, "veryfast", crf)]]
+        grid = torch.cat(rows)
+        if size < 128:  # small frames shown twice as large (nearest neighbour: the pixels as coded)
+            grid = F.interpolate(grid, scale_factor=2, mode="nearest")
+        save_image(grid, out / f"face_vid2vid_codec_strip_{size}.png", nrow=5, padding=2, pad_value=1.0)
 
 
 def plot(results: dict, path: Path) -> None:
@@ -281,7 +313,14 @@ def write_markdown(results: dict, path: Path) -> None:
     lines += ["", "Encode = motion estimation of every frame + quantisation + entropy coding (+ the source image); "
               "decode = parsing + one synthesis per frame. The entropy coder alone runs at thousands of frames/s "
               "(tests/face_vid2vid/test_codec.py exercises it); the networks dominate.", "",
-              "![rate-distortion](face_vid2vid_codec_rd.png)", "", "## Verdict", ""]
+              "![rate-distortion](face_vid2vid_codec_rd.png)", ""]
+    for size, res in results["resolutions"].items():
+        strip = res["strip"]
+        lines += [f"{size}x{size}{' (shown at 2x)' if size < 128 else ''}: rows original, keypoint codec at qstep "
+                  f"{STRIP_QSTEP:g} ({strip['keypoint_kbps']:.2f} kbps), libx264 veryfast CRF {strip['x264_crf']} "
+                  f"({strip['x264_kbps']:.2f} kbps, the nearest rate); frames 0, 1/4, 1/2, 3/4 and the last of the "
+                  "first clip.", "", f"![strip {size}](face_vid2vid_codec_strip_{size}.png)", ""]
+    lines += ["## Verdict", ""]
     lines += results["verdict"]
     path.write_text("\n".join(lines) + "\n")
 
@@ -348,6 +387,7 @@ def main() -> None:
                "step_256": step_256, "image_codec": f"{args.image_codec} quality {args.image_quality}", "model_size": model.config.image_size,
                "num_keypoints": model.config.num_keypoints, "frames": args.frames, "num_clips": args.clips,
                "identities": identities, "resolutions": {}, "speed": []}
+    first_clips = {}
     for size in (64, 256):
         start = time.time()
         clips = [head_clip(seed, CLIP_SEED_BASE + i, args.frames, size).frames for i, seed in enumerate(identities)]
@@ -358,6 +398,7 @@ def main() -> None:
                "h264": {preset: h264_curve(clips, preset) for preset in PRESETS}}
         res["comparison"] = {preset: compare(res["keypoint"]["rows"], rows) for preset, rows in res["h264"].items()}
         results["resolutions"][size] = res
+        first_clips[size] = clips[0]
         print(f"{size}px done in {time.time() - start:.0f}s", flush=True)
     results["speed"].append({"size": 64, "model": f"trained run ({model.config.image_size} px)", **speed(model, 64)})
     wide = FaceVid2Vid(FaceModelConfig(**{**model.config.__dict__, "image_size": 256})).eval()
@@ -375,6 +416,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     plot(results, out / "face_vid2vid_codec_rd.png")
+    save_strips(results, first_clips, out)
     (out / "face_vid2vid_codec.json").write_text(json.dumps(results, indent=1))
     write_markdown(results, out / "face_vid2vid_codec.md")
     print("\n".join(results["verdict"]))
