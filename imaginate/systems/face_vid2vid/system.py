@@ -48,6 +48,7 @@ from imaginate.systems.face_vid2vid.model import (
 
 EVAL_CLIP_SEED_BASE = 500_000  # clip seeds of evaluation clips (training clips use 0 .. train_clips - 1)
 FREE_VIEW_OFFSETS = (-20.0, 20.0)  # yaw offsets (degrees) of the free-view evaluation
+KP_COLLAPSE_SPREAD = 0.05  # mean pairwise keypoint distance (in [-1, 1] units) below which keypoints collapsed
 
 
 @dataclass
@@ -364,6 +365,11 @@ class FaceVid2VidSystem(System):
                    "ssim": float(ssim(flat_out, flat_true).mean()),
                    "copy_l1": float((copy - flat_true).abs().mean()), "copy_psnr": float(psnr(copy, flat_true).mean()),
                    "copy_ssim": float(ssim(copy, flat_true).mean())}
+        with torch.no_grad():  # failure mode: keypoints collapsing onto one point
+            sources = frames[:, 0].to(dev)
+            keypoints = model.canonical_keypoints(sources) if self.is_fv2v else model.keypoints(sources)
+            metrics["kp_spread"] = float(keypoint_spread(keypoints))
+            metrics["kp_collapsed"] = float(metrics["kp_spread"] < KP_COLLAPSE_SPREAD)
         if not self.is_fv2v:
             return metrics
         with torch.no_grad():
