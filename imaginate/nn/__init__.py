@@ -30,6 +30,7 @@ from imaginate.nn.gan_losses import (
 from imaginate.nn.norms import SPADE, AdaIN, ConditionalBatchNorm2d, adain, channel_mean_std
 from imaginate.nn.perceptual import PerceptualLoss, VGG19Features, find_vgg19_weights
 from imaginate.nn.regularizers import gradient_penalty, is_due, lazy_penalty, r1_penalty, r2_penalty
+from imaginate.nn.spade import MultiSPADE, SPADEGenerator, segmentation_one_hot
 
 __all__ = [
     "DIFFAUGMENT_OPS", "GAN_LOSSES", "SPADE", "AdaIN", "AuxiliaryClassifierHead", "ConditionalBatchNorm2d",
@@ -39,4 +40,5 @@ __all__ = [
     "feature_matching_loss", "find_vgg19_weights", "g_loss", "gradient_penalty", "is_due", "lazy_penalty",
     "maybe_spectral", "r1_penalty", "r2_penalty", "snconv2d", "snembedding", "snlinear",
     "backward_warp",
+    "MultiSPADE", "SPADEGenerator", "segmentation_one_hot",
 ]
