@@ -1,31 +1,33 @@
 """Peak memory and time of plain vs sequential ROI back-propagation -> docs/results/wsod_memory.{md,png}.
 
-wetectron's sequential batch back-propagation (``imaginate.systems.wsod.sequential``) claims exact
-gradients with the neck's activation memory bounded by the chunk size. One training iteration (one
-image, a VGG16-like stride-8 backbone stand-in, ROIAlign 7x7, fc6/fc7 with ReLU and dropout, a WSDDN
-head) is measured for each number of proposals and each path, every measurement in a fresh
-subprocess so that one cannot inherit another's allocator state. Memory, three ways:
+wetectron's sequential batch back-propagation claims exact gradients with the neck's activation memory
+bounded by the chunk size. Measured here on the path training takes: ``WSODNet.forward(images,
+proposals, neck_chunk_size)`` (``checkpointed_neck``: each chunk of ROIs under non-reentrant
+``torch.utils.checkpoint``, recomputed in backward) with the WSDDN + 3 MIST refinement losses and one
+``loss.backward()``, against the same network with ``neck_chunk_size=0`` (everything stored). One
+image, VGG16 (pool4 removed, conv5 dilated), ROI pooling 7x7, fc6/fc7, the iteration after a warm-up
+one, every measurement in a fresh subprocess. Memory, two ways:
 
-* saved-for-backward: peak bytes of activations held by autograd (``SavedTensorMeter``,
-  parameters excluded): the quantity sequential back-propagation bounds;
-* process peak RSS delta (CPU): Linux peak RSS (VmHWM, reset through /proc/self/clear_refs after
-  the setup; ``ru_maxrss`` when that is not possible) minus the RSS before the iteration: everything
-  the iteration allocated at its peak, gradients and transient buffers included;
-* on CUDA, ``torch.cuda.max_memory_allocated`` minus the memory allocated before the iteration.
+* live allocated bytes, the peak over the iteration minus the bytes allocated before it: on CUDA
+  ``torch.cuda.max_memory_allocated``; on the CPU the C heap's bytes in use (glibc ``mallinfo2``:
+  ``uordblks + hblkhd``, where torch's CPU tensors live) sampled after every ATen op of the forward and
+  the backward (a ``TorchDispatchMode``); gradients, recomputed chunks and transient buffers included;
+* saved-for-backward: peak bytes autograd holds for backward (``SavedTensorMeter``; parameters
+  excluded). Checkpointed chunks save nothing through it and recompute in their own scope, so for the
+  sequential path this shows what is kept between forward and backward, not the recomputation peak.
 
-    python benchmarks/wsod_memory.py            # ~4 min on 2 CPU cores
-    python benchmarks/wsod_memory.py --quick    # 2 sizes, tiny model (smoke test)
-    python benchmarks/wsod_memory.py --device cuda --width 1 --neck-dim 4096 --image-size 480
+    python benchmarks/wsod_memory.py            # ~6 min on a loaded 2-core machine
+    python benchmarks/wsod_memory.py --quick    # 2 sizes, small (smoke test)
+    python benchmarks/wsod_memory.py --device cuda --neck-dim 4096 --image-size 480
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import platform
-import re
-import resource
 import subprocess
 import sys
 import time
@@ -35,108 +37,100 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results"
 MIB = 2**20
 NUM_CLASSES = 20
-# VGG16 with pool4 removed and conv5 dilated (stride 8); numbers are channels at width 1, "M" a 2x2 pool
-VGG16_STRIDE8 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "d512", "d512", "d512"]
 
 
-def build(width: float, neck_dim: int):
-    import torch.nn.functional as F
-    from torch import nn
-    from torchvision.ops import roi_align
-
-    layers, channels = [], 3
-    for spec in VGG16_STRIDE8:
-        if spec == "M":
-            layers.append(nn.MaxPool2d(2))
-            continue
-        dilation = 2 if str(spec).startswith("d") else 1
-        out = max(8, round(int(str(spec).lstrip("d")) * width))
-        layers += [nn.Conv2d(channels, out, 3, padding=dilation, dilation=dilation), nn.ReLU(inplace=True)]
-        channels = out
-    backbone = nn.Sequential(*layers)
-    fc6, fc7 = nn.Linear(channels * 49, neck_dim), nn.Linear(neck_dim, neck_dim)
-    cls, det = nn.Linear(neck_dim, NUM_CLASSES + 1), nn.Linear(neck_dim, NUM_CLASSES + 1)
-    model = nn.ModuleDict({"backbone": backbone, "fc6": fc6, "fc7": fc7, "cls": cls, "det": det}).train()
-
-    def neck(feature_map, rois):  # [1, C, H/8, W/8], [r, 5] -> [r, D]
-        pooled = roi_align(feature_map, rois, 7, spatial_scale=1 / 8, sampling_ratio=2, aligned=True)
-        hidden = F.dropout(F.relu(fc6(pooled.flatten(1))), 0.5, True)
-        return F.dropout(F.relu(fc7(hidden)), 0.5, True)
-
-    def head_loss(neck_out, tags):  # WSDDN over the image's ROIs
-        scores = F.softmax(cls(neck_out), dim=1) * F.softmax(det(neck_out), dim=0)
-        return F.binary_cross_entropy(scores.sum(0).clamp(1e-8, 1 - 1e-8), tags)
-
-    return model, neck, head_loss
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                      "fsmblks", "uordblks", "fordblks", "keepcost")]
 
 
-def _status_kib(field: str) -> int:
-    return int(re.search(rf"{field}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
-
-
-def _reset_peak_rss() -> bool:
+def _heap_reader():
+    """A function returning the C heap's bytes in use (glibc), or None where mallinfo2 is missing."""
     try:
-        Path("/proc/self/clear_refs").write_text("5")  # Linux >= 4.0: VmHWM := VmRSS
-        return _status_kib("VmHWM") <= _status_kib("VmRSS") + 1024
-    except OSError:
-        return False
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _MallInfo2
+    except (OSError, AttributeError):
+        return None
+
+    def in_use() -> int:
+        info = libc.mallinfo2()
+        return int(info.uordblks + info.hblkhd)
+
+    return in_use
+
+
+def _heap_peak_mode(read):
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class HeapPeak(TorchDispatchMode):
+        """Samples the heap after every ATen op (forward and backward) and keeps the largest value."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.peak = read()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            self.peak = max(self.peak, read())
+            return out
+
+    return HeapPeak()
 
 
 def worker(job: dict) -> dict:
-    """One measurement (fresh process): iteration 1 measured for memory, the next ones timed."""
+    """One measurement (fresh process): a warm-up iteration, one measured for memory, the next ones timed."""
     import torch
 
-    from imaginate.systems.wsod.sequential import (
-        SavedTensorMeter,
-        plain_roi_backward,
-        sequential_roi_backward,
-    )
+    from imaginate.systems.wsod.losses import mist_pseudo_labels, refinement_losses, wsddn_loss
+    from imaginate.systems.wsod.model import WSODModelConfig, WSODNet
+    from imaginate.systems.wsod.sequential import SavedTensorMeter
 
     torch.set_num_threads(job["threads"])
     torch.manual_seed(0)
     device = torch.device(job["device"])
-    model, neck, head_loss = build(job["width"], job["neck_dim"])
-    model.to(device)
+    config = WSODModelConfig(num_classes=NUM_CLASSES, backbone="vgg16", neck_dim=job["neck_dim"], roi_op="pool")
+    net = WSODNet(config).to(device).train()
     size, num = job["image_size"], job["proposals"]
     images = torch.rand(1, 3, size, size, device=device)
     xy = torch.rand(num, 2, device=device) * size * 0.8
     wh = torch.rand(num, 2, device=device) * (size - xy).clamp(min=8) + 4
-    rois = torch.cat([torch.zeros(num, 1, device=device), xy, (xy + wh).clamp(max=size)], dim=1)
-    tags = (torch.rand(NUM_CLASSES + 1, device=device) < 0.2).float()
-    sequential = job["path"] == "sequential"
-    backward = sequential_roi_backward if sequential else plain_roi_backward
-    chunk_size = job["chunk"] if sequential else None
+    proposals = [torch.cat([xy, (xy + wh).clamp(max=size)], dim=1)]  # [R, 4]
+    tags = torch.zeros(1, NUM_CLASSES, device=device)
+    tags[0, :3] = 1.0
+    chunk = job["chunk"] if job["path"] == "sequential" else 0
 
     def iteration() -> None:
-        model.zero_grad(set_to_none=False)
-        backward(model["backbone"](images), rois, neck, lambda out: head_loss(out, tags), chunk_size)
+        outputs = net(images, proposals, neck_chunk_size=chunk)
+        loss = wsddn_loss(outputs["image_scores"], tags)
+        loss = loss + sum(refinement_losses(outputs, proposals, tags, mist_pseudo_labels).values())
+        loss.backward()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    for param in model.parameters():  # gradient buffers exist before the measured iteration
+    for param in net.parameters():  # gradient buffers exist before the measured iteration
         param.grad = torch.zeros_like(param)
-    result = {**job, "param_mib": sum(p.numel() * p.element_size() for p in model.parameters()) / MIB}
+    iteration()  # warm-up: allocator, thread pools and kernels settle
+    result = {**job, "param_mib": sum(p.numel() * p.element_size() for p in net.parameters()) / MIB}
+    with SavedTensorMeter(exclude=net.parameters()) as meter:
+        iteration()
+    result["saved_mib"] = meter.peak_bytes / MIB
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device)
-    else:
-        rss_before = _status_kib("VmRSS")
-        hwm_reset = _reset_peak_rss()
-        maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    with SavedTensorMeter(exclude=model.parameters()) as meter:
         iteration()
-    result["saved_mib"] = meter.peak_bytes / MIB
-    if device.type == "cuda":
         result["peak_mib"] = (torch.cuda.max_memory_allocated(device) - before) / MIB
         result["peak_method"] = "cuda max_memory_allocated"
     else:
-        if hwm_reset:
-            result["peak_mib"] = (_status_kib("VmHWM") - rss_before) / 1024
-            result["peak_method"] = "VmHWM after clear_refs"
-        else:  # a lower bound when setup peaked above the iteration's peak
-            result["peak_mib"] = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - maxrss_before, 0) / 1024
-            result["peak_method"] = "ru_maxrss delta (lower bound)"
+        read = _heap_reader()
+        if read is None:
+            raise RuntimeError("live CPU bytes need glibc's mallinfo2 (Linux); run with --device cuda elsewhere")
+        mode = _heap_peak_mode(read)
+        before = read()
+        with mode:
+            iteration()
+        result["peak_mib"] = (mode.peak - before) / MIB
+        result["peak_method"] = "heap bytes in use (mallinfo2) after every op"
     times = []
     for _ in range(job["timed_iters"]):
         start = time.perf_counter()
@@ -163,23 +157,27 @@ def write_results(results: list[dict], settings: dict, stem: str) -> None:
     by = {(r["path"], r["proposals"]): r for r in results}
     sizes = sorted({r["proposals"] for r in results})
     cuda = settings["device"] == "cuda"
-    peak_label = "peak allocated delta (MiB)" if cuda else "peak RSS delta (MiB)"
+    peak_label = "peak live bytes (MiB)"
     lines = [
         "# Sequential batch back-propagation: peak memory vs proposals", "",
-        "Written by `benchmarks/wsod_memory.py`. One training iteration of one image: "
-        f"{settings['backbone']}, ROIAlign 7x7, fc6/fc7 {settings['neck_dim']}-d with ReLU and dropout 0.5, "
-        f"a WSDDN head ({NUM_CLASSES} classes). Plain: one forward, one backward. Sequential: "
-        f"neck in chunks of {settings['chunk']} ROIs (wetectron; `imaginate.systems.wsod.sequential`), "
-        "gradients equal to the plain path's (tests/wsod/test_cdb_sequential.py).", "",
+        "Written by `benchmarks/wsod_memory.py`. One training iteration of one image through the path "
+        f"training takes (`WSODNet.forward(..., neck_chunk_size)`): {settings['backbone']}, ROI pooling 7x7, "
+        f"fc6/fc7 {settings['neck_dim']}-d with ReLU and dropout 0.5, WSDDN + 3 MIST refinement branches "
+        f"({NUM_CLASSES} classes), one `loss.backward()`. Plain: `neck_chunk_size=0`, every activation stored. "
+        f"Sequential: `checkpointed_neck` in chunks of {settings['chunk']} ROIs, recomputed in backward; its "
+        "gradients equal the plain path's to 1e-6 relative in float64 "
+        "(tests/wsod/test_wsod_system.py::test_sequential_backprop_gives_the_plain_gradients).", "",
         f"- device: {settings['machine']}",
-        f"- image {settings['image_size']}x{settings['image_size']} px, backbone width x{settings['width']}, "
-        f"parameters {results[0]['param_mib']:.0f} MiB (float32)",
-        "- *saved for backward*: peak of activation storages held by autograd (parameters excluded; "
-        "`SavedTensorMeter`, a `saved_tensors_hooks` counter)",
-        f"- *{peak_label}*: " + ("`torch.cuda.max_memory_allocated` minus allocated before the iteration"
-                                 if cuda else f"{results[0]['peak_method']}, minus the RSS before the iteration "
-                                 "(parameters and gradient buffers already allocated); each measurement in a "
-                                 "fresh process"),
+        f"- image {settings['image_size']}x{settings['image_size']} px, parameters "
+        f"{results[0]['param_mib']:.0f} MiB (float32)",
+        f"- *{peak_label}*: peak live allocated bytes during the iteration minus those before it (parameters "
+        "and gradient buffers already allocated), "
+        + ("`torch.cuda.max_memory_allocated`" if cuda else "the C heap's bytes in use (glibc `mallinfo2`) "
+           "sampled after every ATen op of forward and backward")
+        + "; each measurement in a fresh process, after a warm-up iteration",
+        "- *saved for backward*: peak of activation storages autograd holds for backward (parameters excluded; "
+        "`SavedTensorMeter`); checkpointed chunks recompute in their own scope, so for the sequential path it "
+        "counts what is kept between forward and backward, not the recomputation",
         f"- time: best of {settings['timed_iters']} iterations after the measured one; CPU load average "
         f"{settings['load_before']:.1f} before the run, {settings['load_after']:.1f} after it"
         + (" (other processes shared the cores: the times are indicative, the memory is not affected)"
@@ -214,13 +212,12 @@ def write_results(results: list[dict], settings: dict, stem: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--proposals", type=int, nargs="+", default=[250, 500, 1000, 2000, 4000])
-    parser.add_argument("--image-size", type=int, default=256)
-    parser.add_argument("--width", type=float, default=0.5, help="backbone channel multiplier (1 = VGG16)")
+    parser.add_argument("--proposals", type=int, nargs="+", default=[250, 1000, 4000])
+    parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--neck-dim", type=int, default=1024, help="fc6/fc7 width (wetectron: 4096)")
     parser.add_argument("--chunk", type=int, default=250, help="ROIs per chunk of the sequential path")
-    parser.add_argument("--timed-iters", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--timed-iters", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true", help="2 sizes, tiny model; writes *_quick.md/png")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -229,22 +226,22 @@ def main() -> None:
         print(json.dumps(worker(json.loads(args.worker))))
         return
     if args.quick:
-        args.proposals, args.image_size, args.width, args.neck_dim, args.chunk = [100, 400], 128, 0.125, 256, 100
+        args.proposals, args.image_size, args.neck_dim, args.chunk = [100, 400], 96, 256, 100
         args.timed_iters = 1
     import torch
 
     machine = (torch.cuda.get_device_name(args.device) if args.device.startswith("cuda")
                else f"CPU ({platform.machine()}), {args.threads} threads") + f", torch {torch.__version__}"
     settings = {"device": torch.device(args.device).type, "machine": machine, "image_size": args.image_size,
-                "width": args.width, "neck_dim": args.neck_dim, "chunk": args.chunk,
+                "neck_dim": args.neck_dim, "chunk": args.chunk,
                 "timed_iters": args.timed_iters, "threads": args.threads, "load_before": os.getloadavg()[0],
-                "backbone": f"VGG16-like stride-8 backbone (pool4 removed, conv5 dilated; width x{args.width})"}
+                "backbone": "VGG16 (pool4 removed, conv5 dilated, stride 8)"}
     results = []
     start = time.time()
     for n in args.proposals:
         for path in ("plain", "sequential"):
             job = {"path": path, "proposals": n, "device": args.device, "threads": args.threads,
-                   "image_size": args.image_size, "width": args.width, "neck_dim": args.neck_dim,
+                   "image_size": args.image_size, "neck_dim": args.neck_dim,
                    "chunk": args.chunk, "timed_iters": args.timed_iters}
             results.append(run_job(job))
             r = results[-1]
