@@ -122,6 +122,45 @@ def mil_head_check(run_dir: Path) -> dict | None:
     return {"map50": metrics["map50"], "corloc": metrics["corloc"]}
 
 
+def teacher_check(run_dir: Path, images: int = 60) -> dict | None:
+    """How confident the box-trained base model is as a teacher on training images: quantiles of its highest
+    foreground probability per image, and seeds per image / precision (IoU >= 0.5, right class) / recall of
+    ``teacher_seeds`` at the preset's threshold and at 0.15."""
+    import torch
+
+    from imaginate.engine.loop import load_run
+    from imaginate.metrics.detection import box_iou
+    from imaginate.systems.wsod.omni import teacher_seeds
+    from imaginate.systems.wsod.system import normalize
+
+    if not (run_dir / "final.safetensors").is_file():
+        return None
+    _, cfg, system, _ = load_run(run_dir, device="cpu")
+    net, split = system.net.eval(), system.train_split
+    best, found = [], {}
+    with torch.no_grad():
+        for i in range(min(images, len(split))):
+            rois = split.proposals[i]
+            probs = net(normalize(split.image(i))[None], [rois])["refine_logits"].softmax(2).mean(0)  # [R, C + 1]
+            best.append(float(probs[:, 1:].max()))
+            for threshold in (cfg.omni.teacher_threshold, 0.15):
+                seeds = teacher_seeds(probs, rois, threshold, cfg.omni.teacher_nms)
+                tally = found.setdefault(threshold, [0, 0, 0])
+                tally[2] += len(split.boxes[i])
+                if seeds is None:
+                    continue
+                overlaps = box_iou(seeds.seed_boxes, split.boxes[i].float())  # [S, M]
+                match = overlaps.argmax(dim=1)
+                right = (overlaps.max(dim=1).values >= 0.5) & (split.labels[i][match] + 1 == seeds.seed_labels)
+                tally[0] += seeds.seed_boxes.shape[0]
+                tally[1] += int(right.sum())
+    best.sort()
+    n = len(best)
+    return {"best_prob": [best[n // 10], best[n // 2], best[(9 * n) // 10]],
+            "seeds": {f"{t:g}": {"per_image": s / n, "precision": g / max(s, 1), "recall": g / o}
+                      for t, (s, g, o) in found.items()}}
+
+
 def plot(results: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -171,6 +210,15 @@ def verdict(results: list[dict], setup: dict) -> list[str]:
                    f"{head['map50']:.3f} mAP50 / {head['corloc']:.3f} CorLoc, "
                    f"{'near' if head['map50'] < 2 * chance else 'above'} the random baseline: "
                    f"{'the MIL head has not learned yet in this many steps (the wsod tiny preset needs ~2,000 steps at 96 px), so its pseudo-labels teach the branches noise' if head['map50'] < 2 * chance else 'the MIL head learned; the refinement did not carry it'}.")
+    teacher = setup.get("teacher")
+    if teacher is not None:
+        q = teacher["best_prob"]
+        seeds = ", ".join(f"threshold {t}: {v['per_image']:.1f} seeds per image, precision {v['precision']:.2f}, "
+                          f"recall {v['recall']:.2f}" for t, v in teacher["seeds"].items())
+        out.append(f"- **Self-training teacher** (the box-trained base, seed {min(setup['budget_seeds'])}): its highest "
+                   f"foreground probability per training image is {q[0]:.2f} / {q[1]:.2f} / {q[2]:.2f} (10th / 50th / "
+                   f"90th percentile); {seeds}. A teacher this unsure gives unlabeled images no useful targets at "
+                   f"this compute: the `none` row of (b) measures an inert (or noisy) self-training, not UFO²'s.")
     order = sorted((k for k in trained if trained[k] is not None), key=lambda k: -trained[k][0])
     out.append(f"- **Ordering** (UFO² on COCO, AP50: scribbles 30.7 > points 27.4 > tags 24.0, boxes above "
                f"all): here {' > '.join(f'{k} {trained[k][0]:.3f}' for k in order)}.")
@@ -300,6 +348,7 @@ def main() -> None:
     results += [r for r in run_pool(job, second, args.workers, "ufo2 fine-tuning") if not r.get("missing")]
 
     setup["tags_mil_head"] = mil_head_check(work / f"alone_tags_seed{min(args.seeds)}")
+    setup["teacher"] = teacher_check(work / f"base_boxes20_seed{min(args.seeds)}")
     out = work if args.quick else RESULTS
     out.mkdir(parents=True, exist_ok=True)
     pictures = []
