@@ -277,7 +277,7 @@ def _proposal_pickle(path, ids, size):
 
     from imaginate.systems.wsod.proposals import sliding_window_proposals
 
-    boxes = sliding_window_proposals(size, size, scales=(0.3, 0.5, 0.8), aspect_ratios=(0.5, 1.0, 2.0)).numpy()
+    boxes = sliding_window_proposals(size, size, scales=(0.4, 0.8), aspect_ratios=(1.0,)).numpy()
     with open(path, "wb") as f:
         pickle.dump({"boxes": [boxes] * len(ids), "indexes": [int(i) for i in ids]}, f)
 
@@ -305,7 +305,7 @@ def test_the_paper_preset_starts_on_a_folder_with_local_weights_and_proposals(tm
         train_ids = export_coco(train, str(root / "train"), str(tmp_path / "train.json"))
         test_ids = export_coco(test, str(root / "test"), str(tmp_path / "test.json"))
         data = ["data.name=coco", f"data.root={root / 'train'}", f"data.train_json={tmp_path / 'train.json'}",
-                f"data.test_json={tmp_path / 'test.json'}"]
+                f"data.test_json={tmp_path / 'test.json'}", f"data.test_images={root / 'test'}"]
     _proposal_pickle(tmp_path / "train.pkl", train_ids, 64)
     _proposal_pickle(tmp_path / "test.pkl", test_ids, 64)
     out = tmp_path / "run"

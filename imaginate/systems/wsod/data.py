@@ -44,6 +44,7 @@ class WSODDataConfig:
         max_objects: objects per scene, at most.
         root: the VOC folder (voc) or the image folder (coco); train_set / test_set: VOC image-set names.
         train_json / test_json: COCO instances files (coco only; relative paths are tried under root).
+        test_images: the test split's image folder (coco only; "" = root, e.g. val2014 beside train2014).
         classes: VOC class names (voc only; default the 20 PASCAL classes).
         train_proposals / test_proposals: proposal pickles (voc only; empty: compute and cache).
         proposal_method: auto | selective_search | sliding_window (for computed proposals).
@@ -64,6 +65,7 @@ class WSODDataConfig:
     test_set: str = "test"
     train_json: str = ""
     test_json: str = ""
+    test_images: str = ""
     classes: list[str] = field(default_factory=lambda: list(VOC_CLASSES))
     train_proposals: str = ""
     test_proposals: str = ""
@@ -179,7 +181,8 @@ def coco_split(cfg: WSODDataConfig, train: bool) -> DetectionSplit:
     name = cfg.train_json if train else cfg.test_json
     path = name if os.path.isabs(name) or os.path.exists(name) else os.path.join(cfg.root, name)
     proposal_file = cfg.train_proposals if train else cfg.test_proposals
-    data = COCODetection(path, cfg.root, proposal_file=proposal_file or None, skip_crowd=train)
+    images = cfg.root if train or not cfg.test_images else cfg.test_images
+    data = COCODetection(path, images, proposal_file=proposal_file or None, skip_crowd=train)
     targets = [data.target(i) for i in range(len(data))]
     tags = torch.zeros(len(data), data.num_classes)
     for i, t in enumerate(targets):
