@@ -60,3 +60,22 @@ def test_synthesize_writes_labels_and_runs_side_by_side(run_dir, tmp_path, capsy
     frames = read_mp4(out)
     assert frames.shape == (4, 3, 32, 3 * 64)  # labels | run | other run
     assert "wrote" in capsys.readouterr().out
+
+
+def test_a_users_label_folder_without_geometry_synthesizes_in_vid2vid_mode(run_dir, tmp_path, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "seq"
+    folder.mkdir()
+    for frame in range(3):
+        ids = np.zeros((32, 64), dtype=np.uint8)
+        ids[16:, :] = 2 + frame % 2
+        Image.fromarray(ids, mode="L").save(folder / f"aachen_000000_{frame:06d}_gtFine_labelIds.png")
+    out = tmp_path / "user.mp4"
+    assert main(["synthesize", "--checkpoint", str(run_dir), "--labels", str(folder), "--out", str(out),
+                 "--device", "cpu"]) == 0
+    assert read_mp4(out).shape == (3, 3, 32, 2 * 64)
+    assert "vid2vid mode only" in capsys.readouterr().out
+    (folder / "aachen_000000_000001_gtFine_labelIds.png").write_bytes(b"not a png")
+    assert main(["synthesize", "--checkpoint", str(run_dir), "--labels", str(folder), "--out", str(out)]) == 2
+    assert "000001_gtFine_labelIds.png" in one_error_line(capsys)

@@ -84,9 +84,10 @@ def synthesize_video(run_dir: str, out: str, world_file: str | None = None, path
         generators.append(_load_generator(side_by_side, device, "--side-by-side"))
     height, width = cfg.model.height, cfg.model.width
     if labels_dir:
-        from imaginate.data.video_sequences import load_label_video
+        from imaginate.data.video_sequences import geometry_status, load_label_video
 
-        video = load_label_video(labels_dir, height=height, width=width)
+        video = load_label_video(labels_dir, height=height, width=width, num_labels=cfg.model.num_labels)
+        print(f"imaginate synthesize: {labels_dir}: {geometry_status(video)}")
     else:
         video = _world_video(world, path, frames, height, width, seed)
     geometry = video_geometry(video)
@@ -103,7 +104,7 @@ def synthesize_video(run_dir: str, out: str, world_file: str | None = None, path
             print("imaginate synthesize: this label video has no depth and poses: the wc-vid2vid run "
                   "synthesizes without guidance (vid2vid mode)")
         columns.append(synthesize(net, video.labels, geometry, use_guidance=use_guidance,
-                                  guidance_mode=run_cfg.data.guidance_mode))
+                                  guidance_mode=run_cfg.data.guidance_mode, voxel_faces=labels_dir is None))
     joined = torch.cat(columns, dim=-1)  # [T, 3, H, W * columns]
     return write_mp4(joined, out, fps=fps), joined
 
