@@ -167,7 +167,9 @@ def main() -> None:
                               fmt([r["freeview_region_l1"] for r in rs], 4),
                               fmt([r["freeview_region_source_l1"] for r in rs], 4)])
     speed = json.loads(speed_file.read_text())
-    picture_run = TINY_RUN if long_run is not None else Path(args.runs) / f"fv2v-s{args.seeds[0]}"
+    bench_run = Path(args.runs) / f"fv2v-s{args.seeds[0]}"
+    picture_run = TINY_RUN if long_run is not None or not (bench_run / "final.safetensors").is_file() else bench_run
+    print(f"pictures from {picture_run}")
     if (picture_run / "run.json").is_file():
         pictures(picture_run, RESULTS / "face_vid2vid_strip.png", RESULTS / "face_vid2vid.mp4")
 
@@ -176,6 +178,10 @@ def main() -> None:
         return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in body])
 
     cpu_min = sum(sum(v) for v in seconds.values()) / 60
+    checkpoints = sorted((TINY_RUN / "checkpoints").glob("step_*.pt"))
+    tiny_note = ("" if long_run is not None or not checkpoints else
+                 f" The tiny preset's own {tiny_steps}-step run (`runs/face_vid2vid-tiny`, used by the codec page) did "
+                 f"not finish on the shared machine; its newest checkpoint is step {int(checkpoints[-1].stem[5:])}.")
     text = f"""# face-vid2vid: one-shot talking heads on procedural heads
 
 Written by `benchmarks/face_vid2vid.py` (do not edit by hand). arXiv 2011.15126; the system is
@@ -187,7 +193,7 @@ of the procedural heads (`imaginate/data/heads.py`, 24 frames each spanning 4 s 
 loss weights, the weight-free perceptual substitute (image + gradient L1 at 3 scales: no VGG19 file offline).
 Evaluated on 8 clips × 12 frames of TEST identities never seen in training: each clip is re-synthesised from
 its first frame. Runs: seeds {args.seeds}, {args.steps} steps each for both models (same data, losses, steps;
-{cpu_min:.1f} min of wall-clock training in all on a shared, loaded 2-core machine, 1 thread per run).
+{cpu_min:.1f} min of wall-clock training in all on a shared, loaded 2-core machine, 1 thread per run).{tiny_note}
 
 ## Reconstruction (same identity, held-out)
 
