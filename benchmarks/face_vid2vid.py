@@ -116,6 +116,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--collect-only", action="store_true")
     parser.add_argument("--runs", default=str(ROOT / "runs" / "bench" / "face_vid2vid"))
+    parser.add_argument("--redo-pictures", action="store_true", help="redraw the strip and MP4 even if present")
     parser.add_argument("--speed-only", action="store_true",
                         help="only time animate (writes docs/results/face_vid2vid_speed.json, reused by later calls)")
     args = parser.parse_args()
@@ -167,10 +168,11 @@ def main() -> None:
                               fmt([r["freeview_region_l1"] for r in rs], 4),
                               fmt([r["freeview_region_source_l1"] for r in rs], 4)])
     speed = json.loads(speed_file.read_text())
-    bench_run = Path(args.runs) / f"fv2v-s{args.seeds[0]}"
-    picture_run = TINY_RUN if long_run is not None or not (bench_run / "final.safetensors").is_file() else bench_run
-    print(f"pictures from {picture_run}")
-    if (picture_run / "run.json").is_file():
+    checkpoints = sorted((TINY_RUN / "checkpoints").glob("step_*.pt"))
+    # Pictures: the tiny preset's run (its newest checkpoint), else the first fv2v benchmark run.
+    picture_run = TINY_RUN if checkpoints else Path(args.runs) / f"fv2v-s{args.seeds[0]}"
+    picture_step = int(sorted((picture_run / "checkpoints").glob("step_*.pt"))[-1].stem[5:])
+    if args.redo_pictures or not (RESULTS / "face_vid2vid_strip.png").is_file():
         pictures(picture_run, RESULTS / "face_vid2vid_strip.png", RESULTS / "face_vid2vid.mp4")
 
     def table(head: list[str], body: list[list[str]]) -> str:
@@ -178,7 +180,6 @@ def main() -> None:
         return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in body])
 
     cpu_min = sum(sum(v) for v in seconds.values()) / 60
-    checkpoints = sorted((TINY_RUN / "checkpoints").glob("step_*.pt"))
     tiny_note = ("" if long_run is not None or not checkpoints else
                  f" The tiny preset's own {tiny_steps}-step run (`runs/face_vid2vid-tiny`, used by the codec page) did "
                  f"not finish on the shared machine; its newest checkpoint is step {int(checkpoints[-1].stem[5:])}.")
@@ -222,7 +223,8 @@ The 256-px row uses the `paper` preset's sizes with untrained weights (speed doe
 
 ![held-out identities](face_vid2vid_strip.png)
 
-Columns: source | driving | output | re-posed (+20° yaw) | true render at that pose; two frames per identity.
+Model: `{picture_run.relative_to(ROOT)}` at step {picture_step}. Columns: source | driving | output |
+re-posed (+20° yaw) | true render at that pose; two frames per held-out identity.
 Video: [face_vid2vid.mp4](face_vid2vid.mp4) (the same columns over 24 frames, 4 identities).
 """
     (RESULTS / "face_vid2vid.md").write_text(text)
