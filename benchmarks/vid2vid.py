@@ -180,7 +180,7 @@ def strip_and_video(shown: dict, out_png: Path, out_mp4: Path) -> None:
     pick = sorted({pairs[len(pairs) // 2][0], pairs[len(pairs) // 2][1], pairs[0][0], pairs[0][1]})
     rows = [label_colours(video.labels[pick]), video.photo[pick]] + [shown[m][pick] for m in METHODS]
     grid = torch.cat([torch.cat(list(r), dim=-1) for r in rows], dim=-2)  # rows: labels, photo, methods
-    save_png(grid, out_png)
+    save_png(torch.nn.functional.interpolate(grid[None], scale_factor=3, mode="nearest")[0], out_png)
     side = torch.cat([label_colours(video.labels), shown["vid2vid"], shown["wc-vid2vid"]], dim=-1)
     write_mp4(side, out_mp4, fps=6, crf=28)
 
@@ -195,11 +195,27 @@ def main() -> None:
     parser.add_argument("--collect-only", action="store_true")
     parser.add_argument("--workers", type=int, default=2, help="training processes (1 thread each)")
     parser.add_argument("--extra", nargs="*", default=list(BENCH_OVERRIDES), help="overrides for every run")
+    parser.add_argument("--from-json", action="store_true",
+                        help="rewrite vid2vid.md from vid2vid.json and the runs' logs (no re-measuring)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     from imaginate.config import build_config
     from imaginate.engine import load_run
     from imaginate.registry import get_system
+    from imaginate.systems.vid2vid.evaluation import warping_error
+
+    if args.from_json:
+        summary = json.loads((RESULTS / "vid2vid.json").read_text())
+        _, cfg, _, _ = load_run(Path(args.runs) / f"vid2vid_s{summary['seeds'][0]}", device="cpu")
+        for seed, metrics in zip(summary["seeds"], summary["per_seed"]):
+            if "warping_error" not in metrics["photo (target)"]:
+                videos = test_videos(cfg, seed, summary["test_videos"], summary["test_frames"])
+                metrics["photo (target)"]["warping_error"] = statistics.fmean(
+                    warping_error(v.photo, v.flow, v.flow_valid) for v in videos)
+        summary["training_logs"] = training_logs(Path(args.runs), summary["seeds"])
+        (RESULTS / "vid2vid.json").write_text(json.dumps(summary, indent=1))
+        write_markdown(summary, cfg)
+        return
 
     start = time.time()
     spec = get_system("vid2vid")
@@ -224,7 +240,9 @@ def main() -> None:
         videos = test_videos(cfg, seed, args.test_videos, args.test_frames)
         ref_acc = statistics.fmean(label_accuracy(segmenter, v.photo, v.labels) for v in videos)
         metrics, shown_seed = evaluate_seed(runs, cfg, seed, videos, segmenter)
-        metrics["photo (target)"] = {"label_accuracy": ref_acc}
+        # the floor of the warping error: the photos themselves (texture near the pixel scale, resampling)
+        ref_warp = statistics.fmean(warping_error(v.photo, v.flow, v.flow_valid) for v in videos)
+        metrics["photo (target)"] = {"label_accuracy": ref_acc, "warping_error": ref_warp}
         per_seed.append(metrics)
         if not shown:
             shown = shown_seed
@@ -234,8 +252,25 @@ def main() -> None:
     summary = {"per_seed": per_seed, "cost": cost, "train_seconds": train_seconds, "steps": args.steps,
                "seeds": args.seeds, "test_videos": args.test_videos, "test_frames": args.test_frames,
                "total_seconds": time.time() - start}
+    summary["training_logs"] = training_logs(Path(args.runs), args.seeds)
     (RESULTS / "vid2vid.json").write_text(json.dumps(summary, indent=1))
     write_markdown(summary, cfg)
+
+
+LOGGED = ("guidance_coverage", "guidance_loss", "flow_epe", "occlusion_mask_mean", "d_real_acc", "d_fake_acc",
+          "temporal_d_fake_acc")
+
+
+def training_logs(runs: Path, seeds: list[int]) -> dict:
+    """Failure-mode scalars of each run: the mean over its last 50 logged training steps."""
+    from imaginate.engine.logging import read_metrics
+
+    out = {}
+    for seed in seeds:
+        for mode in MODES:
+            rows = [r for r in read_metrics(runs / f"{mode}_s{seed}") if r["split"] == "train"][-50:]
+            out[f"{mode}_s{seed}"] = {k: statistics.fmean(r[k] for r in rows) for k in LOGGED if rows and k in rows[0]}
+    return out
 
 
 def _ms(values: list[float], digits: int) -> str:
@@ -268,8 +303,14 @@ def write_markdown(summary: dict, cfg) -> None:
     v = [s["vid2vid"]["revisit_l1"] for s in per_seed]
     w = [s["wc-vid2vid"]["revisit_l1"] for s in per_seed]
     better = sum(b < a for a, b in zip(v, w))
-    verdict = (f"wc-vid2vid's revisit L1 is below vid2vid's in {better} of {len(v)} seeds "
-               f"({statistics.fmean(w):.4f} vs {statistics.fmean(v):.4f}).")
+    per = ", ".join(f"seed {s}: {b:.4f} vs {a:.4f}" for s, a, b in zip(summary["seeds"], v, w))
+    if better == len(v):
+        verdict = (f"wc-vid2vid's revisit L1 is below vid2vid's in every seed ({per}; wc-vid2vid vs vid2vid), "
+                   f"{100 * (1 - statistics.fmean(w) / statistics.fmean(v)):.0f} % lower on average.")
+    else:
+        verdict = (f"wc-vid2vid's revisit L1 is NOT measurably below vid2vid's: lower in {better} of {len(v)} seeds "
+                   f"({per}; wc-vid2vid vs vid2vid). The paper's claim did not reproduce at this scale; see the "
+                   "failure-mode scalars below for why.")
     lines += ["", "**Long-term consistency.** " + verdict, "",
               "Per-frame SPADE is deterministic given the label map, and a revisit path returns to bit-identical "
               "poses, so its revisit error is ~0 by construction (identical labels in, identical frame out); "
@@ -286,7 +327,22 @@ def write_markdown(summary: dict, cfg) -> None:
     for size, c in summary["cost"].items():
         lines.append(f"| {size} | {c['generator_s']:.4f} | {c['guidance_s']:.4f} | {100 * c['guidance_share']:.1f} % "
                      f"| {c['fps_vid2vid']:.1f} | {c['fps_wc_vid2vid']:.1f} |")
-    lines += ["", "Target: guidance under 20 % of the generator's time per frame.", "",
+    logs = summary.get("training_logs", {})
+    if logs:
+        lines += ["", "## Failure-mode scalars at the end of training (mean of the last logged steps)", "",
+                  "| run | " + " | ".join(LOGGED) + " |", "|---" * (len(LOGGED) + 1) + "|"]
+        for run, values in logs.items():
+            lines.append(f"| {run} | " + " | ".join(f"{values.get(k, float('nan')):.3f}" for k in LOGGED) + " |")
+        cover = [v["guidance_coverage"] for k, v in logs.items() if k.startswith("wc_") and "guidance_coverage" in v]
+        epe = [v["flow_epe"] for v in logs.values() if "flow_epe" in v]
+        if cover and epe:
+            lines += ["", f"Guidance covers {100 * statistics.fmean(cover):.0f} % of the pixels of a training frame "
+                      "on average (sky has no 3D point and the first frames of a window see little that was "
+                      f"coloured before); the flow branch's end-point error is still {statistics.fmean(epe):.1f} px "
+                      "after these few steps, so both models lean on hallucination."]
+    lines += ["", "Target: guidance under 20 % of the generator's time per frame. The warping error of the photo targets "
+              "themselves is the floor of that column (block textures near the pixel scale and bilinear resampling).",
+              "",
               "## Pictures", "",
               "Rows: labels, photo target, per-frame SPADE, vid2vid, wc-vid2vid; columns: frames on the way out "
               "and, at the same poses, on the way back (an unseen world and style).", "",
