@@ -179,7 +179,7 @@ def plot(results: list[dict], path: Path) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("annotation budget (annotator-minutes)")
     ax.set_ylabel("mAP50 (test scenes)")
-    ax.set_title("UFO² budget study (procedural scenes, mean ± std over seeds)")
+    ax.set_title("UFO² budget study (procedural scenes; mean ± std when several seeds)")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
