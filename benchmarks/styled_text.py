@@ -142,7 +142,7 @@ def write_page(results: list[dict], steps: int, seeds: tuple[int, ...], styles: 
         "",
         "| variant | transfer acc. (judged B) | context leakage (judged A) | fluency bits/byte | real text bits/byte "
         "| fluency ratio | relevance own ctx | relevance shuffled ctx | held-out LM nats | code cos same / other style "
-        "| repeated 3-grams | train s |",
+        "| repeated 3-grams | train s (wall, loaded) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, (label, _) in VARIANTS.items():
@@ -175,6 +175,36 @@ def write_page(results: list[dict], steps: int, seeds: tuple[int, ...], styles: 
             f"- fluency within 1.25× of real text's bits per byte: {'yes' if f <= 1.25 else 'no'} ({f:.2f}×).",
         ]
         lines += ["", "## The issue's targets, for the main variant (adaln, full objective)", "", *verdict]
+    conditional = [r for r in ok if r["name"] != "uncond"]
+    dead = sum(r["metrics"]["code_same_style_cos"] - r["metrics"]["code_other_style_cos"] < 0.02 for r in conditional)
+    lines += ["", "## Failure modes (logged while training, read back here)", "",
+              f"- dead style code (codes of same-style and other-style paragraphs equally alike, cos gap < 0.02): "
+              f"{dead} of {len(conditional)} conditional runs."
+              + (" The decoder then cannot follow the reference, and transfer stays at or below chance "
+                 f"(1/{len(styles) - 1} of the other styles would be {1 / (len(styles) - 1):.0%} if the judge "
+                 "picked uniformly among them)." if dead else ""),
+              "", "| run | code std (train) | D real acc. | D fake acc. | distinct tokens in rollouts | style term |",
+              "|---|---|---|---|---|---|"]
+    from imaginate.engine.logging import read_metrics
+
+    for r in ok:
+        rows = [x for x in read_metrics(Path(r["run_dir"])) if x["split"] == "train"]
+        last = rows[-1] if rows else {}
+
+        # with train.log_every=0 the one logged row averages over all steps; the adversarial scalars exist only
+        # after loss.adversarial_start, so rescale them to the mean over the adversarial steps
+        import yaml
+
+        cfg = yaml.safe_load((Path(r["run_dir"]) / "config.yaml").read_text())
+        adv_steps = max(1, cfg["train"]["steps"] - cfg["loss"]["adversarial_start"])
+        factor = cfg["train"]["steps"] / adv_steps
+
+        def cell(key: str, row: dict = last, factor: float = factor) -> str:
+            scale = 1.0 if key == "code_std" else factor
+            return f"{row[key] * scale:.3f}" if key in row else "—"
+
+        lines.append(f"| {r['name']} seed {r['seed']} | {cell('code_std')} | {cell('d_real_accuracy')} "
+                     f"| {cell('d_fake_accuracy')} | {cell('fake_distinct_tokens')} | {cell('style_term')} |")
     k = len(styles)
     lines += ["", "## Confusion matrix of the main variant (rows: reference style B; columns: judged style; "
                   "mean over seeds)", "", "| B \\ judged | " + " | ".join(styles) + " |", "|---" * (k + 1) + "|"]
@@ -192,7 +222,7 @@ def write_page(results: list[dict], steps: int, seeds: tuple[int, ...], styles: 
     for it, names, judged in sample_rows:
         lines.append(f"| {names[it.context_style]} → {names[it.reference_style]} | {names[judged]} "
                      f"| {one_line(it.context, 80)} | {one_line(it.continuation)} |")
-    lines += ["", f"Machine: {machine_line(1)}, shared with other jobs (load above 4 on 2 cores), so wall-clock "
+    lines += ["", f"Machine: {machine_line(1)} per run, up to 8 runs at once, shared with other jobs (load 10–27 on 2 cores), so wall-clock "
                   f"seconds are inflated; total CPU time of this benchmark (training, judges, evaluation, samples): "
                   f"{total_cpu / 60:.1f} CPU-minutes.", ""]
     out.write_text("\n".join(lines))
