@@ -9,7 +9,8 @@ from pathlib import Path
 
 from imaginate.report import Table
 
-UFO2_DEMO_STEPS = 300  # ~35 CPU-seconds of training at 64 px; the measured study is docs/results/ufo2.md
+UFO2_DEMO_STEPS = 200  # 300 steps on 400 scenes took 223 CPU-s with 2 threads on a loaded machine: cut to fit ~75 s
+UFO2_DEMO_DATA = ["data.num_train=200", "data.num_test=60", "eval.corloc_images=60"]
 
 
 def ufo2_demo(out_dir: Path) -> tuple[str, Table, Path, float]:
@@ -22,7 +23,7 @@ def ufo2_demo(out_dir: Path) -> tuple[str, Table, Path, float]:
     start = time.time()
     run_dir = out_dir / "wsod" / "ufo2_tiny"
     overrides = [f"train.steps={UFO2_DEMO_STEPS}", "train.ckpt_every=0", "train.sample_every=0", "train.num_threads=2",
-                 "refine_warmup_start=100", "refine_warmup_length=100",
+                 "refine_warmup_start=60", "refine_warmup_length=60", *UFO2_DEMO_DATA,
                  f"data.proposal_cache={out_dir / 'wsod' / 'proposals'}"]
     cfg = build_config(spec.config_cls, preset="ufo2_tiny", system="wsod", overrides=overrides)
     metrics = run_training(spec, cfg, run_dir, resume=(run_dir / "checkpoints").is_dir())
