@@ -32,7 +32,7 @@ VARIANTS = {
     "prefix": ("full objective, prefix injection", ["model.injection=prefix"]),
     "add": ("full objective, add injection", ["model.injection=add"]),
     "no_adv": ("adaln, no adversarial term (LM + style term)", ["loss.adversarial=0"]),
-    "uncond": ("unconditional LM, same size (baseline)", ["model.injection=none", "loss.adversarial=0",
+    "uncond": ("unconditional LM, same size (baseline)", ["model.injection=unconditional", "loss.adversarial=0",
                                                           "loss.style=0"]),
 }
 MAIN = "adaln"

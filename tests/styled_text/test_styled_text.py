@@ -97,7 +97,7 @@ def test_decoder_is_causal_and_left_padding_changes_nothing(injection: str) -> N
     padded = torch.cat([torch.zeros(2, 3, dtype=torch.int64), ids], 1)
     valid = torch.cat([torch.zeros(2, 3, dtype=torch.bool), torch.ones(2, 10, dtype=torch.bool)], 1)
     torch.testing.assert_close(decoder(padded, code, valid)[:, 3:], logits, atol=1e-5, rtol=1e-4)
-    if injection != "none":  # the code matters (adaptive norms start at zero: nudge them)
+    if injection != "unconditional":  # the code matters (adaptive norms start at zero: nudge them)
         for p in decoder.parameters():
             p.data += 0.05 * torch.randn_like(p)
         assert not torch.allclose(decoder(ids, code), decoder(ids, torch.randn(2, 8)))

@@ -74,7 +74,7 @@ def transfer_items(system, n_pairs: int, seed: int, temperature: float, length: 
     contexts = [context_text(system, held[a]) for a, _ in pairs]
     refs = [held[b].text for _, b in pairs]
     codes = None
-    if unwrap(system.generator)["decoder"].injection != "none":
+    if unwrap(system.generator)["decoder"].injection != "unconditional":
         codes = torch.stack([system.style_code([r]) for r in refs])  # [N, S]
     texts = write_continuations(system, contexts, codes, length, temperature, seed)
     return [TransferItem(held[a].style, held[b].style, c, r, t)
@@ -164,7 +164,7 @@ def evaluate_system(system) -> dict[str, float]:
     # 6. Failure modes: empty outputs, loops, a style code that ignores the reference.
     metrics["empty_rate"] = float(np.mean([len(it.continuation.strip()) == 0 for it in items]))
     metrics["repetition_rate"] = repetition_rate([it.continuation for it in items])
-    if gen["decoder"].injection != "none":
+    if gen["decoder"].injection != "unconditional":
         codes = torch.stack([system.style_code([p.text]) for p in held[:200]]).float()  # [N, S]
         styles = torch.tensor([p.style for p in held[:200]])
         unit = torch.nn.functional.normalize(codes, dim=1)

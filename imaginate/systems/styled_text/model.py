@@ -3,7 +3,7 @@
 - :class:`StyleEncoder`: a bidirectional transformer over a reference paragraph, mean-pooled to a style code.
 - :class:`StyledDecoder`: a causal transformer LM over ``<bos> context <sep> continuation <eos>`` that takes
   the style code by one of four injections: ``prefix`` (code -> P prefix vectors), ``add`` (code added to
-  every token embedding), ``adaln`` (style-adaptive layer norms in every block), ``none`` (unconditional).
+  every token embedding), ``adaln`` (style-adaptive layer norms in every block), ``unconditional`` (no code).
 - :class:`PairDiscriminator`: real vs generated continuation, judged together with a style reference
   through a projection head ``linear(h) + <h, W r>`` (h: the paragraph's features, r: the reference's).
 
@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from imaginate.nn.transformer import AdaptiveLayerNorm, TransformerBlock
 
-INJECTIONS = ("prefix", "add", "adaln", "none")
+INJECTIONS = ("prefix", "add", "adaln", "unconditional")
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -90,7 +90,7 @@ class StyledDecoder(nn.Module):
         max_len: the longest sequence T.
         d_model, n_layers, n_heads, dropout: transformer sizes.
         style_dim: length S of the style code.
-        injection: prefix | add | adaln | none.
+        injection: prefix | add | adaln | unconditional.
         n_prefix: prefix vectors made from the code (``prefix`` only).
     """
 
@@ -124,7 +124,7 @@ class StyledDecoder(nn.Module):
 
         Args:
             tokens: [B, T] ids or [B, T, V] rows; right padding needs no mask (causality hides it).
-            code: [B, S] style codes (ignored, may be None, for ``none``).
+            code: [B, S] style codes (ignored, may be None, for ``unconditional``).
             valid: optional [B, T] bool for left-padded batches (generation): positions count real tokens
                 only and padding is never attended to.
 
@@ -134,7 +134,7 @@ class StyledDecoder(nn.Module):
         b, t = tokens.shape[:2]
         if t > self.max_len:
             raise ValueError(f"sequence length {t} exceeds the decoder's max_len {self.max_len}")
-        if self.injection != "none" and code is None:
+        if self.injection != "unconditional" and code is None:
             raise ValueError(f"injection '{self.injection}' needs a style code")
         device = tokens.device
         if valid is None:

@@ -60,7 +60,7 @@ class StyledDataConfig:
 @dataclass
 class StyledModelConfig:
     """Args: widths/depths of the style encoder, decoder and discriminator; ``injection`` of the code
-    (prefix | add | adaln | none = unconditional LM); ``n_prefix`` prefix vectors."""
+    (prefix | add | adaln | unconditional = an LM without the code); ``n_prefix`` prefix vectors."""
 
     d_model: int = 128
     n_heads: int = 4
@@ -292,7 +292,7 @@ class StyledTextSystem(System):
         lc = self.cfg.loss
         gen = unwrap(self.generator)
         adversarial_on = self.step >= lc.adversarial_start and (lc.adversarial > 0 or lc.style > 0) \
-            and gen["decoder"].injection != "none"
+            and gen["decoder"].injection != "unconditional"
         tau = gumbel_temperature(max(0, self.step - lc.adversarial_start), lc.tau_start, lc.tau_end,
                                  lc.tau_anneal_steps)
         fakes: dict[str, torch.Tensor] = {}
@@ -349,7 +349,7 @@ class StyledTextSystem(System):
     def style_code(self, texts: list[str]) -> torch.Tensor | None:
         """The mean style code of example texts [S] (None for an unconditional decoder)."""
         gen = unwrap(self.generator)
-        if gen["decoder"].injection == "none":
+        if gen["decoder"].injection == "unconditional":
             return None
         ids, valid = pad_rows([self.tokenizer.encode(t) for t in texts], self.cfg.data.ref_len)
         return gen["encoder"](ids.to(self.ctx.device), valid.to(self.ctx.device)).mean(0)
