@@ -30,6 +30,7 @@ def train(run_dir, steps, mode):
     return run_training(spec, cfg, run_dir, progress=False)
 
 
+@pytest.mark.slow  # ~100 CPU-s on the shared machine
 def test_tiny_wc_vid2vid_trains_20_steps_with_finite_losses(tmp_path):
     final = train(tmp_path / "wc", 20, "wc_vid2vid")
     logs = [r for r in read_metrics(tmp_path / "wc") if r["split"] == "train"]
