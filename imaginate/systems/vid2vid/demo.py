@@ -10,9 +10,9 @@ from pathlib import Path
 from imaginate.config import build_config
 from imaginate.report import ReportPart, Table
 
-DEMO_STEPS = 60  # enough to draw label colours and to use the guidance; docs/results/vid2vid.md trains longer
+DEMO_STEPS = 40  # label colours and some use of the guidance; docs/results/vid2vid.md trains 300 steps
 OVERRIDES = ["model.height=32", "model.width=64", "data.train_worlds=2", "data.videos_per_world=2", "data.frames=8",
-             "data.seq_len_start=4", "data.seq_len_max=8", "data.seq_len_double_every=40", "eval_videos=1",
+             "data.seq_len_start=4", "data.seq_len_max=8", "data.seq_len_double_every=30", "eval_videos=1",
              "eval_frames=16", "train.ckpt_every=0", "train.sample_every=0", "train.num_threads=2",
              "train.log_every=20", f"train.steps={DEMO_STEPS}"]
 
