@@ -340,6 +340,13 @@ def write_markdown(summary: dict, cfg) -> None:
                       "on average (sky has no 3D point and the first frames of a window see little that was "
                       f"coloured before); the flow branch's end-point error is still {statistics.fmean(epe):.1f} px "
                       "after these few steps, so both models lean on hallucination."]
+        guide = [v["guidance_loss"] / 2 for k, v in logs.items() if k.startswith("wc_") and "guidance_loss" in v]
+        if guide:
+            lines += ["", "Diagnosis: at the end of training the masked L1 between wc-vid2vid's output and its own "
+                      f"guidance image is {statistics.fmean(guide):.3f} ([0, 1] units), about as large as the revisit "
+                      "errors being compared: in this many steps the generator has not learned to copy its guidance "
+                      "closely (the paper trains for days at 512x1024). Remembering the sky by viewing direction "
+                      "(`PointStore(sky=True)`, beyond the paper) would also raise the coverage."]
     lines += ["", "Target: guidance under 20 % of the generator's time per frame. The warping error of the photo targets "
               "themselves is the floor of that column (block textures near the pixel scale and bilinear resampling).",
               "",
