@@ -74,6 +74,30 @@ class TrainConfig:
             raise ConfigError(f"train.device: '{self.device}' is not one of auto, cpu, cuda, cuda:N")
 
 
+@dataclass
+class GANOptimConfig:
+    """Adam for a generator and a discriminator (two learning rates, shared betas); systems subclass it
+    to change the defaults.
+
+    Args:
+        lr_g / lr_d: learning rates of G and D (> 0).
+        beta1 / beta2: Adam's betas, in [0, 1).
+    """
+
+    lr_g: float = 1e-4
+    lr_d: float = 4e-4
+    beta1: float = 0.0
+    beta2: float = 0.999
+
+    def __post_init__(self) -> None:
+        for key in ("lr_g", "lr_d"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"optim.{key}: must be > 0, got {getattr(self, key)}")
+        for key in ("beta1", "beta2"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ConfigError(f"optim.{key}: must be in [0, 1), got {getattr(self, key)}")
+
+
 def check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
     """Raise a ConfigError naming ``key`` when ``value`` is not one of ``allowed``."""
     if value not in allowed:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from imaginate.config import ConfigError, TrainConfig, check_choice
+from imaginate.config import ConfigError, GANOptimConfig, TrainConfig, check_choice
 from imaginate.engine import RunContext, System, make_grid, unwrap
 from imaginate.engine.system import frozen
 from imaginate.nn import MultiScalePatchDiscriminator, d_loss, feature_matching_loss, g_loss
@@ -114,19 +114,11 @@ class FaceLossConfig:
 
 
 @dataclass
-class FaceOptimConfig:
+class FaceOptimConfig(GANOptimConfig):
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
-
-    def __post_init__(self) -> None:
-        for key in ("lr_g", "lr_d"):
-            if not getattr(self, key) > 0:
-                raise ConfigError(f"optim.{key}: must be > 0, got {getattr(self, key)}")
-        for key in ("beta1", "beta2"):
-            if not 0 <= getattr(self, key) < 1:
-                raise ConfigError(f"optim.{key}: must be in [0, 1), got {getattr(self, key)}")
 
 
 @dataclass

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from imaginate.config import ConfigError, TrainConfig
+from imaginate.config import ConfigError, GANOptimConfig, TrainConfig
 from imaginate.engine import RunContext, System, make_grid, unwrap
 from imaginate.engine.system import frozen
 from imaginate.nn import MultiScalePatchDiscriminator, PerceptualLoss, d_loss, feature_matching_loss, g_loss
@@ -67,19 +67,8 @@ class Vid2VidDiscConfig:
 
 
 @dataclass
-class Vid2VidOptimConfig:
-    lr_g: float = 1e-4
-    lr_d: float = 4e-4
-    beta1: float = 0.0
-    beta2: float = 0.999
-
-    def __post_init__(self) -> None:
-        for key in ("lr_g", "lr_d"):
-            if not getattr(self, key) > 0:
-                raise ConfigError(f"optim.{key}: must be > 0, got {getattr(self, key)}")
-        for key in ("beta1", "beta2"):
-            if not 0 <= getattr(self, key) < 1:
-                raise ConfigError(f"optim.{key}: must be in [0, 1), got {getattr(self, key)}")
+class Vid2VidOptimConfig(GANOptimConfig):
+    """The reference's Adam: G 1e-4, D 4e-4, betas (0, 0.999)."""
 
 
 @dataclass
