@@ -243,8 +243,10 @@ def verdict(results: list[dict], setup: dict) -> list[str]:
             lines.append(f"{budget / 60:g} min: best other policy {best[0]} {best[1][0]:.3f} is "
                          f"{compare(best[1], boxes)} boxes-only {boxes[0]:.3f}")
     if lines:
-        out.append(f"- **A fixed budget needs no boxes on every image** (one seed; noise taken as the largest seed "
-                   f"std of (a), {spread:.3f}): " + "; ".join(lines) + ". At this compute every run sees the same "
+        count = len(setup["budget_seeds"])
+        seeds_text = "one seed" if count == 1 else f"mean of {count} seeds"
+        out.append(f"- **A fixed budget needs no boxes on every image** ({seeds_text}; noise taken as the "
+                   f"largest seed std of (a), {spread:.3f}): " + "; ".join(lines) + ". At this compute every run sees the same "
                    f"number of image-visits ({setup['steps_run']} steps x batch 4), so more labelled images do not "
                    f"mean more training: compare the boxes column across budgets before reading the policies.")
     return out
@@ -297,7 +299,9 @@ def write_report(results: list[dict], setup: dict, steps: int, finetune_steps: i
               f"(Papadopoulos et al., ICCV 2017, arXiv 1708.02750; ~35 s the classic way on ILSVRC). An image "
               f"with points, scribbles or boxes also pays its tags. The solver walks the images in a seeded "
               f"order and labels each that still fits (`imaginate/systems/wsod/budget.py`). Seeds "
-              f"{', '.join(map(str, setup['budget_seeds']))} only (the CPU limit; one seed has no error bar).", "",
+              f"{', '.join(map(str, setup['budget_seeds']))}"
+              + (" only (the CPU limit; one seed has no error bar)." if len(setup["budget_seeds"]) == 1 else
+                 " (mean ± std).") + "", "",
               "| budget | policy | labels bought (seed 0) | seconds spent | mAP50 (test) | CorLoc (train) |",
               "|---|---|---|---|---|---|"]
     for budget in BUDGETS:
