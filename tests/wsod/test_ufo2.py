@@ -146,6 +146,15 @@ def test_coco_labels_read_each_kind(tmp_path):
     assert labels[5].tags.sum() == 0  # unlabeled: tags unknown, annotations ignored
 
 
+def test_coco_labels_match_a_coco_split_by_image_id_not_position(tmp_path):
+    """With data.name=coco the file's ids are COCO ids: image 5 is the split's first image here."""
+    classes = ["red_disk", "green_ring", "blue_x"]
+    labels = read_coco_labels(_coco(tmp_path), classes, 3, image_ids=[5, 0, 3])
+    assert [lab.kind for lab in labels] == ["none", "scribbles", "points"]
+    with pytest.raises(DataError, match="image id 3 is not a COCO image id of the training set"):
+        read_coco_labels(_coco(tmp_path), classes, 2, image_ids=[5, 0])
+
+
 @pytest.mark.parametrize("bad, words", [
     ({"point": (3.0,)}, "image 3: point"),
     ({"point": (3.0, float("nan"))}, "image 3: point"),

@@ -107,6 +107,7 @@ class DetectionSplit:
         self.part_boxes = part_boxes
         self.points: list[Tensor] | None = None  # per image [n_i, 2] clicks (scenes; UFO² labels)
         self.scribbles: list[list[Tensor]] | None = None  # per image n_i x [M, 2] polylines (scenes)
+        self.image_ids: list[int] | None = None  # COCO image ids by position (data.name=coco); None: positions
 
     def __len__(self) -> int:
         return int(self.tags.shape[0])
@@ -193,8 +194,10 @@ def coco_split(cfg: WSODDataConfig, train: bool) -> DetectionSplit:
         proposals = _proposals_for(data, data.ids, cfg, "train" if train else "test")
     if any(p.shape[0] == 0 for p in proposals):
         raise DataError(f"{path}: an image has no proposal left after clipping and size filtering")
-    return DetectionSplit(data, tags, [t["boxes"] for t in targets], [t["labels"] for t in targets],
-                          [t["crowd"] for t in targets], proposals, data.classes, pixel_inclusive=False)
+    split = DetectionSplit(data, tags, [t["boxes"] for t in targets], [t["labels"] for t in targets],
+                           [t["crowd"] for t in targets], proposals, data.classes, pixel_inclusive=False)
+    split.image_ids = list(data.ids)
+    return split
 
 
 def load_split(cfg: WSODDataConfig, train: bool) -> DetectionSplit:

@@ -32,7 +32,8 @@ COCO-format label file (``read_coco_labels``; ``write_coco_labels`` writes one):
         {"image_id": 0, "category_id": 1}]}                            # kind tags: the class is present
 
 ``label_kind`` defaults to ``boxes`` (plain COCO); an image of kind ``none`` ignores its annotations.
-With the procedural scenes an image ``id`` is the index of the training scene. Any malformed kind,
+With the procedural scenes (and VOC folders) an image ``id`` is the index of the training image; with
+``data.name=coco`` it is the COCO image id of the training JSON. Any malformed kind,
 point, scribble, box or category raises ``DataError`` naming the file and the image id.
 """
 
@@ -212,9 +213,13 @@ def _finite_pair(value: object) -> bool:
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value))
 
 
-def read_coco_labels(path: str, classes: Sequence[str], num_images: int) -> list[ImageLabels | None]:
+def read_coco_labels(path: str, classes: Sequence[str], num_images: int,
+                     image_ids: Sequence[int] | None = None) -> list[ImageLabels | None]:
     """The labels of a COCO-format file (module docstring), one entry per training image (None: not in
-    the file). Raises ``DataError`` naming the file and image id on any malformed entry."""
+    the file). ``image_ids``: the training split's COCO image ids by position (None: ids are positions).
+    Raises ``DataError`` naming the file and image id on any malformed entry."""
+    position = ({int(i): k for k, i in enumerate(image_ids)} if image_ids is not None
+                else {i: i for i in range(num_images)})
     data = _load_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise DataError(f"{path}: not a COCO-format file (no 'images' list)")
@@ -226,8 +231,10 @@ def read_coco_labels(path: str, classes: Sequence[str], num_images: int) -> list
     kinds: dict[int, str] = {}
     for image in data["images"]:
         image_id = image.get("id") if isinstance(image, dict) else None
-        if not isinstance(image_id, int) or not 0 <= image_id < num_images:
-            raise DataError(f"{path}: image id {image_id!r} is not a training image index below {num_images}")
+        if not isinstance(image_id, int) or image_id not in position:
+            what = "a COCO image id of the training set" if image_ids is not None else \
+                f"a training image index below {num_images}"
+            raise DataError(f"{path}: image id {image_id!r} is not {what}")
         kind = image.get("label_kind", "boxes")
         if kind not in LABEL_KINDS:
             raise DataError(f"{path}: image {image_id}: label_kind {kind!r} is not one of {', '.join(LABEL_KINDS)}")
@@ -262,13 +269,13 @@ def read_coco_labels(path: str, classes: Sequence[str], num_images: int) -> list
         values = [v for _, v in found]
         if kind == "boxes":
             xywh = torch.tensor(values, dtype=torch.float32).reshape(-1, 4)
-            out[image_id] = ImageLabels(kind, tags, classes_t, boxes=torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1))
+            out[position[image_id]] = ImageLabels(kind, tags, classes_t, boxes=torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1))
         elif kind == "points":
-            out[image_id] = ImageLabels(kind, tags, classes_t, points=torch.tensor(values, dtype=torch.float32).reshape(-1, 2))
+            out[position[image_id]] = ImageLabels(kind, tags, classes_t, points=torch.tensor(values, dtype=torch.float32).reshape(-1, 2))
         elif kind == "scribbles":
-            out[image_id] = ImageLabels(kind, tags, classes_t, scribbles=[torch.tensor(v, dtype=torch.float32) for v in values])
+            out[position[image_id]] = ImageLabels(kind, tags, classes_t, scribbles=[torch.tensor(v, dtype=torch.float32) for v in values])
         else:
-            out[image_id] = ImageLabels(kind, tags, classes_t[:0])
+            out[position[image_id]] = ImageLabels(kind, tags, classes_t[:0])
     return out
 
 
@@ -307,7 +314,7 @@ def image_labels(cfg: LabelsConfig, split: DetectionSplit) -> list[ImageLabels |
 
     n = len(split)
     if cfg.coco_file:
-        return read_coco_labels(cfg.coco_file, list(split.classes), n)
+        return read_coco_labels(cfg.coco_file, list(split.classes), n, split.image_ids)
     if cfg.budget > 0:
         counts = [int(b.shape[0]) for b in split.boxes]
         kinds: Sequence[str | None] = solve_budget(counts, len(split.classes), cfg.budget, cfg.policy, cfg.costs,
