@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from imaginate.data.detection import first_unique_rows
+from imaginate.data.proposal_files import first_unique_rows
 from imaginate.metrics.detection import box_iou
 
 logger = logging.getLogger(__name__)
