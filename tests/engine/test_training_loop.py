@@ -68,22 +68,8 @@ def _final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(str(run_dir / "final.safetensors"))
 
 
-def _interrupt_after(monkeypatch, cls, n_calls: int):
-    original = cls.train_step
-    counter = {"n": 0}
-
-    def crashing(self, batch):
-        counter["n"] += 1
-        if counter["n"] > n_calls:
-            raise KeyboardInterrupt("simulated crash")
-        return original(self, batch)
-
-    monkeypatch.setattr(cls, "train_step", crashing)
-    return original
-
-
 @pytest.mark.parametrize("system", ["noisy", "classify"])
-def test_resume_after_a_crash_ends_bit_identical(system, tmp_path, monkeypatch):
+def test_resume_after_a_crash_ends_bit_identical(system, tmp_path, monkeypatch, crash_after):
     if system == "noisy":
         spec, cfg, cls = NOISY, NoisyConfig(train=TrainConfig(steps=30, batch_size=8, ckpt_every=10)), NoisyRegression
     else:
@@ -93,7 +79,7 @@ def test_resume_after_a_crash_ends_bit_identical(system, tmp_path, monkeypatch):
                                       "train.sample_every=0", "optim.name=madam"])
     run_training(spec, cfg, tmp_path / "full", progress=False)
 
-    original = _interrupt_after(monkeypatch, cls, 17)  # dies during step 18; newest checkpoint: step 10
+    original = crash_after(cls, 17)  # dies during step 18; newest checkpoint: step 10
     with pytest.raises(KeyboardInterrupt):
         run_training(spec, cfg, tmp_path / "crashed", progress=False)
     assert latest_checkpoint(tmp_path / "crashed").name == "step_00000010.pt"

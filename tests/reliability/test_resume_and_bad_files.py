@@ -22,20 +22,6 @@ def _cfg(extra=()):
     return spec, build_config(spec.config_cls, preset="tiny", system="classify", overrides=OVERRIDES + list(extra))
 
 
-def _crash_after(monkeypatch, n_calls: int):
-    original = ClassifySystem.train_step
-    counter = {"n": 0}
-
-    def crashing(self, batch):
-        counter["n"] += 1
-        if counter["n"] > n_calls:
-            raise KeyboardInterrupt("simulated crash")
-        return original(self, batch)
-
-    monkeypatch.setattr(ClassifySystem, "train_step", crashing)
-    return original
-
-
 def _break(path: Path, how: str) -> None:
     data = bytearray(path.read_bytes())
     if how == "truncated":
@@ -49,11 +35,12 @@ def _break(path: Path, how: str) -> None:
 
 
 @pytest.mark.parametrize("how", ["truncated", "zeroed", "bitflip"])
-def test_resume_skips_a_broken_newest_checkpoint_and_ends_bit_identical(how, tmp_path, monkeypatch, capsys):
+def test_resume_skips_a_broken_newest_checkpoint_and_ends_bit_identical(how, tmp_path, monkeypatch, capsys,
+                                                                      crash_after):
     spec, cfg = _cfg()
     run_training(spec, cfg, tmp_path / "full", progress=False)
 
-    original = _crash_after(monkeypatch, 22)  # dies in step 23: checkpoints at 10, 15, 20
+    original = crash_after(ClassifySystem, 22)  # dies in step 23: checkpoints at 10, 15, 20
     with pytest.raises(KeyboardInterrupt):
         run_training(spec, cfg, tmp_path / "crashed", progress=False)
     monkeypatch.setattr(ClassifySystem, "train_step", original)
