@@ -7,12 +7,12 @@ PIP    := $(PY) -m pip
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: install demo test test-slow lint bench fashion-mnist fortunes clean
+.PHONY: install demo test test-slow lint bench fashion-mnist fortunes chromium clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q $(TORCH_PINS)
-	$(PIP) install -q -e '.[dev,detection,video]' $(TORCH_PINS)
+	$(PIP) install -q -e '.[dev,detection,video,serve]' $(TORCH_PINS)
 	touch $@
 
 install: $(VENV)/.installed
@@ -35,10 +35,19 @@ fortunes:
 	    || echo "fortunes: apt install failed; styled_text uses its bundled subset"; \
 	else echo "fortunes: no apt-get here; styled_text uses its bundled subset"; fi
 
+# Debian's chromium and chromium-driver for the web app's browser tests (Selenium drives them; no browser download).
+chromium:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then echo "chromium: found"; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  ( $$SUDO apt-get install -y -q chromium chromium-driver || ( $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium chromium-driver ) ) \
+	    || echo "chromium: apt install failed; the browser tests report themselves as skipped"; \
+	else echo "chromium: no apt-get here; the browser tests report themselves as skipped"; fi
+
 demo: install fashion-mnist fortunes
 	$(VENV)/bin/imaginate demo --out runs/demo
 
-test: install fashion-mnist fortunes
+test: install fashion-mnist fortunes chromium
 	$(PY) -m pytest
 
 test-slow: install fashion-mnist

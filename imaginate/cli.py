@@ -129,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     from imaginate.systems.face_vid2vid.codec_cli import add_codec_parser
 
     add_codec_parser(sub)  # imaginate codec encode --checkpoint RUN --video IN.mp4 --out S.fv2v | decode | info
+
+    from imaginate.serve.app import add_serve_parser
+
+    add_serve_parser(sub)  # imaginate serve [--runs DIR] [--host 127.0.0.1] [--port 7860]
     return parser
 
 

@@ -1,0 +1,1 @@
+"""``imaginate serve``: a local Gradio web app with a tab per system (see :mod:`imaginate.serve.app`)."""
