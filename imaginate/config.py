@@ -7,7 +7,9 @@ A system's config is a dataclass whose fields are nested dataclasses (``train``,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import re
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,6 +48,10 @@ class TrainConfig:
             the run always evaluates, checkpoints and samples).
         num_threads: torch intra-op threads per process; 0 keeps torch's default.
         keep_checkpoints: how many step checkpoints to keep on disk (the newest ones).
+        stop_on_nonfinite: stop with an error naming the step when a loss turns NaN/inf (before the
+            optimizer step) or a checkpoint would hold NaN/inf weights; the last good checkpoint stays.
+        sync_batchnorm: under torchrun, batch-norm statistics are computed over the global batch (all
+            ranks), so N processes train like one; no effect in one process or without batch norm.
     """
 
     steps: int = 1000
@@ -60,6 +66,8 @@ class TrainConfig:
     sample_every: int = 0
     num_threads: int = 0
     keep_checkpoints: int = 2
+    stop_on_nonfinite: bool = True
+    sync_batchnorm: bool = True
 
     def __post_init__(self) -> None:
         positive = {"steps": self.steps, "batch_size": self.batch_size, "grad_accum": self.grad_accum,
@@ -187,20 +195,62 @@ def build_config(schema_cls: type[T], *, preset: str | None, system: str, overri
         for text in overrides:
             key, value = _parse_override(text)
             OmegaConf.update(merged, key, value, merge=True, force_add=False)
-        return OmegaConf.to_object(merged)
+        built = OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
         raise ConfigError(_explain(exc, schema)) from None
     except (ValueError, TypeError) as exc:  # raised by a dataclass __post_init__
         raise ConfigError(str(exc).splitlines()[0]) from None
+    _reject_nan(built, "")
+    return built
+
+
+def _reject_nan(node: Any, prefix: str) -> None:
+    """No config value may be NaN (``x < 0`` checks let NaN through; nothing wants it): a ConfigError naming
+    the key otherwise."""
+    if is_dataclass(node):
+        for f in fields(node):
+            _reject_nan(getattr(node, f.name), f"{prefix}.{f.name}" if prefix else f.name)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            _reject_nan(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            _reject_nan(value, f"{prefix}[{i}]")
+    elif isinstance(node, float) and math.isnan(node):
+        raise ConfigError(f"{prefix}: must be a number, got nan")
 
 
 def to_yaml(cfg: Any) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
 
 
+_SAVED_HEADER = re.compile(r"# imaginate run config: (\d+) lines below")
+
+
+def saved_config_text(cfg: Any) -> str:
+    """The text of a run's ``config.yaml``: the resolved config under a first line that counts the lines,
+    so that a file cut short (a crash, a full disk, a bad copy) is told apart from one a user edited."""
+    body = to_yaml(cfg)
+    return f"# imaginate run config: {len(body.splitlines())} lines below\n{body}"
+
+
 def load_saved_config(schema_cls: type[T], path: Path) -> T:
-    """Read the resolved config a run saved next to its checkpoints."""
+    """Read the resolved config a run saved next to its checkpoints (see ``saved_config_text``)."""
     if not path.is_file():
         raise ConfigError(f"{path}: no saved config (is this a run directory?)")
-    return build_config(schema_cls, preset=None, system="", preset_file=path)
+    try:
+        first, _, rest = path.read_text().partition("\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read ({type(exc).__name__})") from None
+    header = _SAVED_HEADER.fullmatch(first.strip())
+    if header and len(rest.splitlines()) < int(header.group(1)):
+        raise ConfigError(f"{path}: cut short ({len(rest.splitlines())} of {header.group(1)} lines; a damaged run config)")
+    loaded = _read_yaml(path)
+    if not isinstance(loaded, dict) or not loaded:
+        raise ConfigError(f"{path}: empty or not a YAML mapping of config keys (a damaged run config)")
+    try:
+        return build_config(schema_cls, preset=None, system="", preset_file=path)
+    except ConfigError as exc:
+        message = str(exc)
+        raise ConfigError(message if str(path) in message else f"{path}: {message}") from None
 

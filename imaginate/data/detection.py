@@ -72,9 +72,12 @@ def _text(element: ET.Element, tag: str, path: str, where: str) -> str:
 def _number(element: ET.Element, tag: str, path: str, where: str) -> float:
     text = _text(element, tag, path, where)
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise DataError(f"{path}: <{tag}> in {where} is {text!r}, not a number") from None
+    if not math.isfinite(value):
+        raise DataError(f"{path}: <{tag}> in {where} is {text!r}, not a finite number")
+    return value
 
 
 def read_voc_annotation(xml_path: str, classes: Sequence[str] = VOC_CLASSES) -> VOCRecord:
@@ -131,6 +134,9 @@ def read_voc_annotation(xml_path: str, classes: Sequence[str] = VOC_CLASSES) -> 
         ]
         if box[2] < box[0] or box[3] < box[1]:
             raise DataError(f"{xml_path}: {where} has xmax < xmin or ymax < ymin: {[v + 1 for v in box]}")
+        if min(box[0], box[2]) < -width or max(box[0], box[2]) > 2 * width or min(box[1], box[3]) < -height \
+                or max(box[1], box[3]) > 2 * height:
+            raise DataError(f"{xml_path}: {where} box {[v + 1 for v in box]} lies far outside the {width}x{height} image")
         flag = obj.find("difficult")
         point = obj.find("point")
         points.append([math.nan, math.nan] if point is None else
@@ -284,12 +290,21 @@ class VOCDetection(Dataset):
 def _xywh(value: Any) -> list[float]:
     """A COCO bbox as four floats with non-negative width and height."""
     box = [float(v) for v in value]
-    if len(box) != 4 or box[2] < 0 or box[3] < 0:
+    if len(box) != 4 or not all(math.isfinite(v) for v in box) or box[2] < 0 or box[3] < 0:
         raise ValueError(value)
     return box
 
 
-_EXPECTED = {int: "an integer", str: "a string", _xywh: "[x, y, w >= 0, h >= 0]"}
+def _image_side(value: Any) -> int:
+    """An image width or height: an integer in 1..100000 pixels."""
+    side = int(value)
+    if side != value or not 1 <= side <= 100_000:
+        raise ValueError(value)
+    return side
+
+
+_EXPECTED = {int: "an integer", str: "a string", _xywh: "[x, y, w >= 0, h >= 0] (finite)",
+             _image_side: "an image size of 1..100000 pixels"}
 
 
 def _field(entry: object, key: str, path: str, where: str, kind: Callable = int) -> Any:
@@ -355,8 +370,8 @@ class COCODetection(Dataset):
             where = f"images[{i}]"
             self.images[_field(image, "id", path, where)] = {
                 "file_name": _field(image, "file_name", path, where, str),
-                "width": _field(image, "width", path, where),
-                "height": _field(image, "height", path, where),
+                "width": _field(image, "width", path, where, _image_side),
+                "height": _field(image, "height", path, where, _image_side),
                 "boxes": [],
                 "labels": [],
                 "crowd": [],

@@ -81,6 +81,8 @@ def _as_boxes(value: object, path: str, image_id: ImageId, xywh: bool) -> Tensor
         raise DataError(
             f"{path}: boxes for image id {image_id!r} have shape {list(array.shape)}, expected [P, 4]"
         )
+    if not np.isfinite(array).all():
+        raise DataError(f"{path}: boxes for image id {image_id!r} hold NaN or inf")
     boxes = torch.from_numpy(array.copy())  # [P, 4]
     if xywh:
         boxes[:, 2:] += boxes[:, :2]

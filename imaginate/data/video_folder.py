@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +62,7 @@ def list_clips(root: str | os.PathLike) -> list[Path]:
 
 def _check_box(box: object, where: str) -> Box:
     if (not isinstance(box, (list, tuple)) or len(box) != 4
-            or not all(isinstance(v, (int, float)) and float(v) == int(v) for v in box)):
+            or not all(isinstance(v, (int, float)) and math.isfinite(v) and float(v) == int(v) for v in box)):
         raise DataError(f"{where}: a crop box is 4 integers [left, top, right, bottom], got {box!r}")
     left, top, right, bottom = (int(v) for v in box)
     if left < 0 or top < 0 or right <= left or bottom <= top:
@@ -196,7 +197,13 @@ class VideoFolder(Dataset):
             stored, fps = self._cache[index]
             frames = stored.float() / 255
         else:
-            frames = read_clip(path, self.size, self.boxes.get(self.key(path)), self.max_frames)
+            box = self.boxes.get(self.key(path))
+            try:
+                frames = read_clip(path, self.size, box, self.max_frames)
+            except DataError as error:
+                if box is None or "crop box" not in str(error):
+                    raise
+                raise DataError(f"{error} (the box comes from crop box file {self.crops_file})") from None
             fps = mp4_fps(path)
             if self._cache is not None:
                 self._cache[index] = ((frames * 255).round().to(torch.uint8), fps)

@@ -42,9 +42,14 @@ class RunLogger:
         """On resume: drop lines that a crashed run logged after the checkpoint it resumes from."""
         if not self.enabled or not self.metrics_path.is_file():
             return
-        kept = [line for line in self.metrics_path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step]
-        self.metrics_path.write_text("".join(line + "\n" for line in kept))
+        try:
+            lines = self.metrics_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return
+        kept = [line for line in lines if line.strip() and _step_of(line) <= step]  # damaged lines are kept
+        tmp = self.metrics_path.with_name(".metrics.jsonl.tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        tmp.replace(self.metrics_path)
 
     def scalars(self, step: int, split: str, values: dict[str, float]) -> None:
         if not self.enabled:
@@ -74,8 +79,26 @@ class RunLogger:
             self._tb.close()
 
 
+def _parse(line: str) -> dict | None:
+    """One metrics line as a dict, or None for a damaged line (a crash mid-write, a stray edit)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _step_of(line: str) -> float:
+    """The step of a metrics line; a damaged one counts as step 0, so that resuming never deletes it."""
+    record = _parse(line)
+    step = record.get("step", 0) if record else 0
+    return step if isinstance(step, (int, float)) else 0
+
+
 def read_metrics(run_dir: Path) -> list[dict]:
+    """The records of ``metrics.jsonl``; damaged lines are left out."""
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = (_parse(line) for line in path.read_text(errors="replace").splitlines() if line.strip())
+    return [r for r in records if r is not None]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -12,7 +14,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from imaginate.config import ConfigError, load_saved_config, to_yaml
+from imaginate.config import ConfigError, load_saved_config, saved_config_text
 from imaginate.engine.checkpoint import (
     CheckpointError,
     capture_rng,
@@ -34,12 +36,35 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN/inf; the message names the step and the last good checkpoint."""
 
 
-def build_system(spec: SystemSpec, cfg: Any, env: DistEnv) -> System:
-    """Seed, then construct the system (identical weights on every rank)."""
+def build_system(spec: SystemSpec, cfg: Any, env: DistEnv, source: Path | None = None) -> System:
+    """Seed, then construct the system (identical weights on every rank).
+
+    Raises:
+        ConfigError: the config asks for networks larger than this machine's memory (naming ``source``, the
+            file the config was read from, when given).
+    """
+    where = f"{source}: " if source is not None else ""
     torch.manual_seed(cfg.train.seed)
-    ctx = RunContext(env, amp=cfg.train.amp, grad_accum=cfg.train.grad_accum, seed=cfg.train.seed,
-                     global_batch=cfg.train.batch_size)
-    return spec.system_cls(cfg, ctx)
+    tc = cfg.train
+    ctx = RunContext(env, amp=tc.amp, grad_accum=tc.grad_accum, seed=tc.seed, global_batch=tc.batch_size,
+                     sync_batchnorm=tc.sync_batchnorm, check_finite=tc.stop_on_nonfinite)
+    try:
+        return spec.system_cls(cfg, ctx)
+    except (MemoryError, torch.OutOfMemoryError) as exc:
+        raise ConfigError(f"{where}{spec.name}: the config asks for more memory than this machine has while building "
+                          f"the networks ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})") from None
+    except RuntimeError as exc:
+        if "allocate" not in str(exc) and "Overflow" not in str(exc) and "overflow" not in str(exc):
+            raise
+        raise ConfigError(f"{where}{spec.name}: the config asks for networks too large to build "
+                          f"({str(exc).splitlines()[0][:120]})") from None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _state(system: System, step: int, env: DistEnv) -> dict[str, Any] | None:
@@ -71,12 +96,27 @@ def load_modules(system: System, ckpt: dict[str, Any], path: Path) -> None:
     if missing:
         raise CheckpointError(f"{path}: has no weights for {', '.join(sorted(missing))}")
     for name, module in system.modules.items():
+        state = ckpt["modules"][name]
+        bad = nonfinite_weight(unwrap(module), state) if isinstance(state, dict) else None
+        if bad is not None:
+            raise CheckpointError(f"{path}: weights of module '{name}' hold NaN or inf ({bad})")
         try:
-            unwrap(module).load_state_dict(ckpt["modules"][name])
-        except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
+            unwrap(module).load_state_dict(state)
+        except (RuntimeError, KeyError, TypeError, AttributeError, ValueError) as exc:
             first = str(exc).strip().splitlines()
             detail = first[1].strip() if len(first) > 1 else (first[0] if first else type(exc).__name__)
             raise CheckpointError(f"{path}: weights of module '{name}' do not fit this run ({detail})") from None
+
+
+def nonfinite_weight(module: torch.nn.Module, state: dict[str, Any]) -> str | None:
+    """The first key of ``state`` that holds NaN (any floating tensor) or inf (a parameter; buffers such as
+    attention masks may hold -inf on purpose), or None."""
+    params = {k for k, _ in module.named_parameters()}
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            if torch.isnan(value).any() or (key in params and torch.isinf(value).any()):
+                return key
+    return None
 
 
 def _restore(system: System, ckpt: dict[str, Any], path: Path, env: DistEnv) -> int:
@@ -113,6 +153,15 @@ def _sample(system: System, seed: int) -> dict[str, torch.Tensor]:
     return _inspect(system, "sample", seed + 54321)
 
 
+def _diverged(bar: Any, logger: RunLogger, run_dir: Path, step: int, what: str) -> None:
+    """Stop the run: close the logs and raise TrainingDiverged naming the step and the last good checkpoint."""
+    bar.close()
+    logger.close()
+    last = latest_checkpoint(run_dir)
+    keep = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
+    raise TrainingDiverged(f"step {step}: {what}; training stopped, {keep}")
+
+
 def _due(step: int, every: int, last: int) -> bool:
     return step == last or (every > 0 and step % every == 0)
 
@@ -138,16 +187,10 @@ def run_training(spec: SystemSpec, cfg: Any, run_dir: Path, resume: bool = False
         raise ConfigError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
     barrier(env)
 
-    # 2. The run folder: resolved config and what was run.
-    if env.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(to_yaml(cfg))
-        info = {"system": spec.name, "preset": preset, "world_size": env.world_size, "device": str(env.device)}
-        (run_dir / "run.json").write_text(json.dumps(info, indent=2) + "\n")
-    logger = RunLogger(run_dir, enabled=env.is_main)
-
-    # 3. Build (same weights on every rank), then resume if asked.
-    system = build_system(spec, cfg, env)
+    # 2. Build (same weights on every rank; user data files are read here), then resume if asked. Nothing
+    #    in the run folder is written before this succeeds, so a bad data file or checkpoint changes nothing.
+    saved = run_dir / "config.yaml"
+    system = build_system(spec, cfg, env, source=saved if resume and saved.is_file() else None)
     torch.manual_seed(tc.seed + 1_000 * env.rank)  # per-rank stream for dropout, noise, augmentation
     start = 0
     if resume:
@@ -158,6 +201,15 @@ def run_training(spec: SystemSpec, cfg: Any, run_dir: Path, resume: bool = False
             for reason in skipped:
                 print(f"skipping unreadable checkpoint: {reason}", file=sys.stderr)
         start = _restore(system, ckpt, previous, env)
+
+    # 3. The run folder: resolved config and what was run.
+    if env.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomic(run_dir / "config.yaml", saved_config_text(cfg))
+        info = {"system": spec.name, "preset": preset, "world_size": env.world_size, "device": str(env.device)}
+        _write_atomic(run_dir / "run.json", json.dumps(info, indent=2) + "\n")
+    logger = RunLogger(run_dir, enabled=env.is_main)
+    if resume:
         logger.truncate_after(start)
         if env.is_main:
             print(f"resuming {spec.name} from {previous} (step {start})")
@@ -174,12 +226,12 @@ def run_training(spec: SystemSpec, cfg: Any, run_dir: Path, resume: bool = False
         try:
             logs = system.train_step(batch)
         except NonFiniteLossError as exc:
-            bar.close()
-            logger.close()
-            last = latest_checkpoint(run_dir)
-            keep = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
-            raise TrainingDiverged(f"step {step + 1}: {exc}; training stopped, {keep}") from None
+            _diverged(bar, logger, run_dir, step + 1, str(exc))
         done = step + 1
+        if tc.stop_on_nonfinite:  # a loss computed outside ctx.update (or logged beside it) counts too
+            bad = {k: v for k, v in logs.items() if k.endswith("loss") and not math.isfinite(float(v))}
+            if bad:
+                _diverged(bar, logger, run_dir, done, ", ".join(f"{k} is {v}" for k, v in bad.items()))
         for k, v in logs.items():
             window[k] = window.get(k, 0.0) + float(v)
         window_steps += 1
@@ -201,6 +253,11 @@ def run_training(spec: SystemSpec, cfg: Any, run_dir: Path, resume: bool = False
         # 4b. Checkpoint (before evaluation, so RNG state is captured at the same point every time).
         if _due(done, tc.ckpt_every, tc.steps):
             state = _state(system, done, env)
+            if env.is_main and tc.stop_on_nonfinite:  # never let NaN weights replace a good checkpoint
+                for name, module in system.modules.items():
+                    key = nonfinite_weight(unwrap(module), state["modules"][name])
+                    if key is not None:
+                        _diverged(bar, logger, run_dir, done, f"weights of module '{name}' hold NaN or inf ({key})")
             if env.is_main:
                 save_checkpoint(state, checkpoint_path(run_dir, done))
                 prune_checkpoints(run_dir, tc.keep_checkpoints)
@@ -241,7 +298,12 @@ def load_run(run_dir: Path, device: str = "auto") -> tuple[SystemSpec, Any, Syst
         system_name = info["system"]
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise ConfigError(f"{info_path}: not a readable run description ({type(exc).__name__})") from None
-    spec = get_system(str(system_name))
+    if not isinstance(system_name, str):
+        raise ConfigError(f"{info_path}: 'system' must be a system name, got {str(system_name)[:40]}")
+    try:
+        spec = get_system(system_name)
+    except ConfigError as exc:
+        raise ConfigError(f"{info_path}: {str(exc)[:200]}") from None
     cfg = load_saved_config(spec.config_cls, run_dir / "config.yaml")
     cfg.train.device = device
     found = newest_readable_checkpoint(run_dir)
@@ -251,7 +313,7 @@ def load_run(run_dir: Path, device: str = "auto") -> tuple[SystemSpec, Any, Syst
     for reason in skipped:
         print(f"skipping unreadable checkpoint: {reason}", file=sys.stderr)
     env = DistEnv(0, 1, 0, resolve_device(device))
-    system = build_system(spec, cfg, env)
+    system = build_system(spec, cfg, env, source=run_dir / "config.yaml")
     load_modules(system, ckpt, ckpt_path)
     return spec, cfg, system, int(ckpt["step"])
 

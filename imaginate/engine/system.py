@@ -19,6 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from imaginate.engine.batching import global_batch_indices, rank_share, split_micro_batches
 from imaginate.engine.distributed import DistEnv, all_reduce_mean
+from imaginate.engine.sync_batchnorm import convert_batchnorm, has_batchnorm
 
 
 class NonFiniteLossError(RuntimeError):
@@ -62,10 +63,15 @@ class RunContext:
         grad_accum: micro-batches per update.
         seed: the run's seed (data order, initialisation).
         global_batch: the batch size summed over ranks.
+        sync_batchnorm: under torchrun, modules passed to ``prepare`` normalise with global-batch statistics.
+        check_finite: ``update`` refuses a NaN/inf loss (NonFiniteLossError) instead of stepping.
     """
 
-    def __init__(self, env: DistEnv, amp: bool, grad_accum: int, seed: int, global_batch: int):
+    def __init__(self, env: DistEnv, amp: bool, grad_accum: int, seed: int, global_batch: int,
+                 sync_batchnorm: bool = True, check_finite: bool = True):
         self.env = env
+        self.sync_batchnorm = sync_batchnorm
+        self.check_finite = check_finite
         self.device = env.device
         self.amp = amp
         self.grad_accum = grad_accum
@@ -77,10 +83,13 @@ class RunContext:
     # -- building -------------------------------------------------------------------------------
     def prepare(self, module: nn.Module, ddp: bool = True) -> nn.Module:
         """Move ``module`` to the run's device; under torchrun, wrap it in DDP when it has trainable
-        parameters and ``ddp`` is true (EMA copies and frozen nets pass ``ddp=False``)."""
+        parameters and ``ddp`` is true (EMA copies and frozen nets pass ``ddp=False``); with
+        ``sync_batchnorm`` its BatchNorms then use the statistics of the global batch (engine.sync_batchnorm)."""
         module = module.to(self.device)
         trainable = any(p.requires_grad for p in module.parameters())
         if ddp and trainable and self.env.distributed:
+            if self.sync_batchnorm and has_batchnorm(module):
+                module = convert_batchnorm(module, self.device)
             ids = [self.device.index] if self.device.type == "cuda" else None
             module = DistributedDataParallel(module, device_ids=ids)
             self._ddp_modules.append(module)
@@ -133,7 +142,7 @@ class RunContext:
             for k, v in logs.items():
                 logs_sum[k] = logs_sum.get(k, 0.0) + float(v)
         loss_mean = all_reduce_mean({"loss": loss_sum / len(micro)}, self.env)["loss"]
-        if not math.isfinite(loss_mean):
+        if self.check_finite and not math.isfinite(loss_mean):
             optimizer.zero_grad(set_to_none=True)
             raise NonFiniteLossError(name, loss_mean)
         scaler.step(optimizer)

@@ -93,19 +93,29 @@ def find_vgg19_weights(weights_path: str | Path | None = None) -> Path:
 
 def load_vgg19_features(weights_path: str | Path | None, last_index: int) -> nn.Sequential:
     """VGG19 ``features[: last_index + 1]`` with ImageNet weights from a local file (see module doc)."""
+    from imaginate.data.errors import DataError
+
     path = find_vgg19_weights(weights_path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated or foreign files
+        raise DataError(f"VGG19 weights {path}: not a readable weights file ({type(exc).__name__})") from None
+    if not isinstance(state, dict):
+        raise DataError(f"VGG19 weights {path}: not a state_dict (holds a {type(state).__name__})")
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     features = build_vgg19_features(last_index, device="meta")
     wanted = {f"features.{key}": key for key in features.state_dict()}
     missing = [key for key in wanted if key not in state]
     if missing:
-        raise ValueError(f"VGG19 weights {path}: not a torchvision vgg19 state_dict (missing {missing[0]})")
+        raise DataError(f"VGG19 weights {path}: not a torchvision vgg19 state_dict (missing {missing[0]})")
+    bad = [key for key in wanted if not isinstance(state[key], torch.Tensor) or not torch.isfinite(state[key]).all()]
+    if bad:
+        raise DataError(f"VGG19 weights {path}: {bad[0]} is not a finite tensor")
     try:
         features.load_state_dict({wanted[key]: state[key] for key in wanted}, assign=True)
-    except RuntimeError as exc:
-        raise ValueError(f"VGG19 weights {path}: tensor shapes do not match torchvision's vgg19") from exc
+    except RuntimeError:
+        raise DataError(f"VGG19 weights {path}: tensor shapes do not match torchvision's vgg19") from None
     return features
 
 

@@ -304,7 +304,7 @@ def load_world(
             np.lib.format.read_magic(f)  # a clear error for files that are not .npy at all
             f.seek(0)
             array = np.lib.format.read_array(f, allow_pickle=False)
-    except (ValueError, EOFError, OSError) as error:
+    except (ValueError, EOFError, OSError, MemoryError) as error:  # MemoryError: a header claiming a huge grid
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise DataError(f"world file {path} is not a readable .npy array ({first_line})") from None
     if array.ndim != 3 or array.size == 0:

@@ -18,6 +18,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from imaginate.data.errors import DataError
+from imaginate.systems.face_vid2vid.bitstream import StreamError
 from imaginate.systems.face_vid2vid.codec import CodecSettings, decode_parameters
 
 
@@ -76,6 +78,13 @@ def _read_stream(path: str) -> bytes:
     return Path(path).read_bytes()
 
 
+def _named(path: str, error: Exception) -> Exception:
+    """A stream error (it names the byte offset) as one line that also names the file."""
+    from imaginate.cli import UserError
+
+    return UserError(f"{path}: {error}")
+
+
 def _cmd_decode(args: argparse.Namespace) -> int:
     from imaginate.cli import UserError
     from imaginate.engine.video import write_mp4
@@ -84,9 +93,15 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     if not str(args.out).lower().endswith(".mp4"):
         raise UserError(f"--out {args.out}: must be an .mp4 file")
     data = _read_stream(args.stream)
-    decode_parameters(data)  # check the whole stream before loading a model (StreamError names the offset)
+    try:
+        decode_parameters(data)  # check the whole stream before loading a model (StreamError names the offset)
+    except StreamError as error:
+        raise _named(args.stream, error) from None
     model = _model(args.checkpoint, args.device)
-    frames, stream = decode_video(model, data)
+    try:
+        frames, stream = decode_video(model, data)
+    except DataError as error:  # StreamError included: e.g. a source image that disagrees with the header
+        raise _named(args.stream, error) from None
     header = stream.header
     if (header.width, header.height) != (model.config.image_size,) * 2:
         raise UserError(f"{args.stream}: coded at {header.width}x{header.height}, the run's model works at "
@@ -97,7 +112,10 @@ def _cmd_decode(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    stream = decode_parameters(_read_stream(args.stream))
+    try:
+        stream = decode_parameters(_read_stream(args.stream))
+    except StreamError as error:
+        raise _named(args.stream, error) from None
     header = stream.header
     total = sum(r.num_bytes for r in stream.table)
     print(f"{args.stream}: {header.width}x{header.height}, {header.frame_count} frames at {header.fps:g} fps, "

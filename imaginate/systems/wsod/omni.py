@@ -301,9 +301,15 @@ def load_initial_weights(net: nn.Module, source: str) -> None:
                 raise ConfigError(f"train.init_from: {path} holds no checkpoint")
             state = found[1]["modules"].get("detector")
         elif path.suffix == ".safetensors" and path.is_file():
+            from safetensors import SafetensorError
             from safetensors.torch import load_file
 
-            state = {k[len("detector."):]: v for k, v in load_file(str(path)).items() if k.startswith("detector.")}
+            try:
+                tensors = load_file(str(path))
+            except (SafetensorError, OSError, ValueError) as exc:
+                raise ConfigError(f"train.init_from: {path}: not a readable safetensors file "
+                                  f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+            state = {k[len("detector."):]: v for k, v in tensors.items() if k.startswith("detector.")}
         elif path.is_file():
             ckpt = load_checkpoint(path)
             state = ckpt.get("modules", {}).get("detector") if isinstance(ckpt, dict) else None
@@ -313,6 +319,12 @@ def load_initial_weights(net: nn.Module, source: str) -> None:
         raise ConfigError(f"train.init_from: {exc}") from None
     if not state:
         raise ConfigError(f"train.init_from: {path} has no 'detector' weights")
+    if not isinstance(state, dict):
+        raise ConfigError(f"train.init_from: {path}: 'detector' is not a state dict")
+    nonfinite = [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
+                 and not torch.isfinite(v).all()]
+    if nonfinite:
+        raise ConfigError(f"train.init_from: {path}: weights hold NaN or inf ({nonfinite[0]})")
     own = net.state_dict()
     state = {k: v for k, v in state.items() if not k.startswith("roi_dropout.") or k in own}
     try:
