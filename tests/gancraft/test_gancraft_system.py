@@ -106,6 +106,7 @@ def test_malformed_world_file_is_a_one_line_error(tmp_path, capsys):
 def test_render_writes_an_mp4_of_the_requested_frames(tiny_run, tmp_path, capsys):
     out = tmp_path / "orbit.mp4"
     assert main(["render", "--checkpoint", str(tiny_run), "--path", "orbit", "--frames", "4", "--size", "32",
+                 "--samples", "8",
                  "--out", str(out)]) == 0
     video = read_mp4(out)
     assert video.shape == (4, 3, 32, 32)
@@ -118,11 +119,64 @@ def test_render_writes_an_mp4_of_the_requested_frames(tiny_run, tmp_path, capsys
     assert read_mp4(tmp_path / "fly.mp4").shape[0] == 4
 
 
+def test_render_keyframes_to_png_frames_at_any_size(tiny_run, tmp_path, capsys):
+    keys = tmp_path / "cams.json"
+    keys.write_text(json.dumps({"fov": 60, "keyframes": [
+        {"position": [2, 14, 2], "target": [12, 4, 12]},
+        {"position": [20, 14, 4], "target": [12, 4, 12], "fov": 40},
+        {"position": [20, 12, 20], "target": [10, 5, 10]}]}))
+    frames = tmp_path / "frames"
+    assert main(["render", "--checkpoint", str(tiny_run), "--keyframes", str(keys), "--frames", "5", "--width", "24",
+                 "--height", "16", "--samples", "6", "--tile", "16", "--png-dir", str(frames)]) == 0
+    from PIL import Image
+
+    pngs = sorted(frames.glob("*.png"))
+    assert [p.name for p in pngs] == [f"{i:05d}.png" for i in range(5)]
+    images = [np.asarray(Image.open(p)) for p in pngs]
+    assert images[0].shape == (16, 24, 3)
+    assert not np.array_equal(images[0], images[2])  # the camera moved
+
+
+def test_keyframe_path_passes_through_the_keyframes():
+    from imaginate.systems.gancraft.render import keyframe_path
+
+    keys = [([0.0, 10.0, 0.0], [5.0, 0.0, 5.0], 60.0), ([10.0, 10.0, 0.0], [5.0, 0.0, 5.0], 40.0)]
+    cameras = keyframe_path(keys, 3, 16, 16)
+    torch.testing.assert_close(cameras[0].position, torch.tensor([0.0, 10.0, 0.0], dtype=torch.float64))
+    torch.testing.assert_close(cameras[1].position, torch.tensor([5.0, 10.0, 0.0], dtype=torch.float64))
+    torch.testing.assert_close(cameras[2].position, torch.tensor([10.0, 10.0, 0.0], dtype=torch.float64))
+    focal = [float(c.intrinsics[0, 0]) for c in cameras]
+    assert focal[0] < focal[1] < focal[2]  # the field of view narrows 60 -> 50 -> 40 degrees
+
+
+def test_a_world_in_the_reference_layout_is_the_training_world_with_layout_yzx(tiny_run, tmp_path, capsys):
+    from imaginate.data.blockworld.world import to_layout
+
+    world = generate_world((24, 16, 24), seed=1)  # SMALL's training world
+    # the reference's sch2vox: a schematic's Blocks (index (y * Length + z) * Width + x) reshaped to
+    # (Height, Length, Width) = [Y, Z, X]
+    schematic_blocks = world.blocks.numpy().transpose(1, 2, 0).reshape(-1)
+    reference = tmp_path / "reference.npy"
+    np.save(reference, schematic_blocks.reshape(16, 24, 24).astype(np.int16))
+    np.testing.assert_array_equal(np.load(reference), to_layout(world.blocks.numpy(), "yzx"))
+    args = ["render", "--checkpoint", str(tiny_run), "--world", str(reference), "--frames", "2", "--size", "8",
+            "--samples", "2", "--out", str(tmp_path / "v.mp4")]
+    assert main(args + ["--layout", "yzx"]) == 0
+    assert "not the run's training world" not in capsys.readouterr().out
+    assert main(args + ["--layout", "yxz"]) == 0  # the mirror image: X and Z swapped
+    assert "not the run's training world" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("args, message", [
     (["--path", "spiral"], "--path"),
     (["--world", "missing.npy"], "does not exist"),
+    (["--layout", "abc"], "--layout"),
+    (["--keyframes", "missing.json"], "--keyframes"),
+    (["--samples", "0"], "--samples"),
 ])
 def test_render_errors_are_one_line(tiny_run, tmp_path, capsys, args, message):
+    if args[0] == "--keyframes":
+        args = ["--keyframes", str(tmp_path / args[1])]
     code = main(["render", "--checkpoint", str(tiny_run), "--out", str(tmp_path / "v.mp4"), *args])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and message in err
@@ -168,3 +222,18 @@ def test_bad_config_values_name_the_field(override, field):
     spec = get_system("gancraft")
     with pytest.raises(ConfigError, match=field):
         build_config(spec.config_cls, preset="tiny", system="gancraft", overrides=[override])
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "not a readable JSON"),
+    ('[{"position": [0, 1, 2], "target": [3, 4, 5]}]', "at least 2"),
+    ('[{"position": [0, 1], "target": [3, 4, 5]}, {"position": [0, 1, 2], "target": [3, 4, 5]}]', "keyframe 0 position"),
+    ('[{"position": [0, 1, 2], "target": [3, 4, 5], "fov": 200}, {"position": [0, 1, 2], "target": [3, 4, 5]}]',
+     "keyframe 0 fov"),
+])
+def test_malformed_keyframe_files_are_one_line_errors(tiny_run, tmp_path, capsys, content, message):
+    keys = tmp_path / "cams.json"
+    keys.write_text(content)
+    code = main(["render", "--checkpoint", str(tiny_run), "--keyframes", str(keys), "--out", str(tmp_path / "v.mp4")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and message in err and "cams.json" in err

@@ -101,16 +101,25 @@ class PinholeCamera:
         scale = torch.tensor([[width / self.width], [height / self.height], [1.0]], dtype=self.intrinsics.dtype)
         return PinholeCamera(self.intrinsics * scale, self.world_to_camera, width, height)
 
-    def rays(self, device: torch.device | str | None = None,
-             dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+    def rays(self, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
+             window: tuple[int, int, int, int] | None = None) -> tuple[Tensor, Tensor]:
         """Rays through the pixel centres.
+
+        Args:
+            device / dtype: of the returned tensors.
+            window: ``(top, left, rows, cols)``: only the rays of that pixel block (a tile); default
+                the whole image. The same pixel gets the same ray either way.
 
         Returns:
             ``origins [H, W, 3]`` (all the camera centre) and unit ``directions [H, W, 3]``, in world
-            coordinates, on ``device`` in ``dtype``.
+            coordinates, on ``device`` in ``dtype`` (``H, W`` = the window's ``rows, cols``).
         """
-        rows = torch.arange(self.height, dtype=torch.float64) + 0.5  # [H] v
-        cols = torch.arange(self.width, dtype=torch.float64) + 0.5  # [W] u
+        top, left, num_rows, num_cols = window or (0, 0, self.height, self.width)
+        if top < 0 or left < 0 or num_rows < 1 or num_cols < 1 or top + num_rows > self.height \
+                or left + num_cols > self.width:
+            raise ValueError(f"window {window} is not inside the {self.width}x{self.height} image")
+        rows = torch.arange(top, top + num_rows, dtype=torch.float64) + 0.5  # [H] v
+        cols = torch.arange(left, left + num_cols, dtype=torch.float64) + 0.5  # [W] u
         v, u = torch.meshgrid(rows, cols, indexing="ij")  # [H, W] each
         pixels = torch.stack([u, v, torch.ones_like(u)], dim=-1)  # [H, W, 3] homogeneous
         camera_dirs = pixels @ torch.linalg.inv(self.intrinsics).T  # [H, W, 3]

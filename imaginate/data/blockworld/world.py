@@ -6,10 +6,13 @@ order: X east, Y up, Z south; a right-handed frame). Block ``(i, j, k)`` fills t
 grid's corner is the origin and one block is one unit. Id 0 is air; every other id indexes the
 label table (name and colour).
 
-The reference implementation (imaginaire's GANcraft) stores its voxel ``.npy`` as ``[Y, X, Z]``
-(up first, int32); ``load_world(..., layout="yxz")`` and ``save_world(..., layout="yxz")`` read and
-write that layout; the default ``"xyz"`` is this module's own. Reference worlds use Minecraft's ~680
-block ids, so they need a label table that long (pass ``labels=``); none ships here.
+Files. ``save_world`` / ``load_world`` take a ``layout``: the file's axis order as a permutation of
+``"xyz"`` (default ``"xyz"``, this module's own). The reference implementation (imaginaire's GANcraft)
+makes its voxel ``.npy`` with ``projects/gancraft/sch2vox``: a schematic's ``Blocks`` reshaped to
+``(Height, Length, Width)``, i.e. ``[Y, Z, X]`` in Minecraft's axes (its own docstrings call the axes
+``[Y, X, Z]``, naming Minecraft's Z "X"), so its files load with ``layout="yzx"`` (``REFERENCE_LAYOUT``).
+Reading them as ``"yxz"`` gives the mirror image of the world (X and Z swapped). Reference worlds use
+Minecraft's ~680 block ids; ``imaginate.data.blockworld.minecraft`` reduces ids to a label table.
 """
 
 from __future__ import annotations
@@ -54,7 +57,8 @@ DEFAULT_LABELS: tuple[BlockLabel, ...] = (
 )
 AIR = 0
 BLOCK_IDS: dict[str, int] = {label.name: label.id for label in DEFAULT_LABELS}
-LAYOUTS = ("xyz", "yxz")
+LAYOUTS = ("xyz", "xzy", "yxz", "yzx", "zxy", "zyx")  # a file's axis order
+REFERENCE_LAYOUT = "yzx"  # imaginaire's sch2vox .npy files: [Y, Z, X]
 
 
 def _check_labels(labels: tuple[BlockLabel, ...]) -> None:
@@ -265,18 +269,27 @@ def _check_layout(layout: str) -> None:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
 
 
+def to_layout(array: np.ndarray, layout: str) -> np.ndarray:
+    """An ``[X, Y, Z]`` array with its axes reordered as ``layout`` (e.g. ``"yzx"``: ``[Y, Z, X]``)."""
+    _check_layout(layout)
+    return array.transpose(["xyz".index(axis) for axis in layout])
+
+
+def from_layout(array: np.ndarray, layout: str) -> np.ndarray:
+    """The inverse of ``to_layout``: an array in ``layout`` order back to ``[X, Y, Z]``."""
+    _check_layout(layout)
+    return array.transpose([layout.index(axis) for axis in "xyz"])
+
+
 def save_world(world: BlockWorld, path: str | os.PathLike, layout: str = "xyz") -> None:
     """Write the grid as a ``.npy`` int32 array.
 
     Args:
         world: the world.
         path: the file to write.
-        layout: ``"xyz"`` (this module's ``[X, Y, Z]``) or ``"yxz"`` (the reference's ``[Y, X, Z]``).
+        layout: the file's axis order, a permutation of ``"xyz"`` (``"yzx"``: the reference's ``[Y, Z, X]``).
     """
-    _check_layout(layout)
-    array = world.blocks.cpu().numpy().astype(np.int32)
-    if layout == "yxz":
-        array = array.transpose(1, 0, 2)
+    array = to_layout(world.blocks.cpu().numpy().astype(np.int32), layout)
     with open(path, "wb") as f:
         np.save(f, np.ascontiguousarray(array), allow_pickle=False)
 
@@ -288,7 +301,7 @@ def load_world(
 
     Args:
         path: the ``.npy`` file.
-        layout: ``"xyz"`` or ``"yxz"`` (the reference's), as in ``save_world``.
+        layout: the file's axis order, as in ``save_world`` (``"yzx"`` for the reference's files).
         labels: the label table the ids index.
 
     Raises:
@@ -316,6 +329,5 @@ def load_world(
         raise DataError(
             f"world file {path} has block ids {low}..{high}, outside the label table's 0..{len(labels) - 1}"
         )
-    if layout == "yxz":
-        array = array.transpose(1, 0, 2)
+    array = from_layout(array, layout)
     return BlockWorld(torch.from_numpy(np.ascontiguousarray(array).astype(np.int32)), labels)

@@ -30,7 +30,8 @@ def demo(out_dir: Path) -> ReportPart:
     run_dir = folder / "tiny"
     metrics = run_training(spec, cfg, run_dir, resume=(run_dir / "checkpoints").is_dir(), progress=False)
     strip = sorted((run_dir / "samples").glob("segmentation_pseudo_gt_gancraft_*.png"))[-1]
-    video, _ = render_video(str(run_dir), str(folder / "orbit.mp4"), path="orbit", frames=24, size=64)
+    video, _ = render_video(str(run_dir), str(folder / "orbit.mp4"), path="orbit", frames=24, size=64,
+                            samples=cfg.model.samples_per_ray)
 
     def ratio(name: str) -> str:
         return f"{metrics[f'view_std_{name}'] / max(metrics[f'view_contrast_{name}'], 1e-12):.3f}"

@@ -202,6 +202,11 @@ class GANcraftGenerator(nn.Module):
         """The first ``max_hits`` blocks along rays ``[..., 3]`` (no gradient)."""
         return ray_voxel_intersections(self.blocks, origins, directions, max_hits=self.config.max_hits)
 
+    def sky_features(self, directions: Tensor, code: Tensor, batch_index: Tensor) -> Tensor:
+        """The sky dome's features ``[R, F]`` in [-1, 1] of rays ``directions [R, 3]`` with style ``code [B, C]``
+        (``batch_index [R]``: each ray's image)."""
+        return self.sky_mlp(directions, code, batch_index).clamp(-1, 1)
+
     def render(self, cameras: Sequence[PinholeCamera], z: Tensor | None = None,
                style_code: Tensor | None = None, **kwargs: object) -> dict[str, Tensor]:
         """Cast the rays of ``cameras`` (same size) and call ``forward``; ``kwargs`` go to ``forward``."""
@@ -223,6 +228,7 @@ class GANcraftGenerator(nn.Module):
         num_samples: int | None = None,
         deterministic: bool | None = None,
         generator: torch.Generator | None = None,
+        sky_mean: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Render ``B`` views.
 
@@ -236,6 +242,8 @@ class GANcraftGenerator(nn.Module):
             num_samples: samples per ray (default ``config.samples_per_ray``).
             deterministic: stratum-centre samples; default ``not self.training``.
             generator: random generator of the stratified sampling.
+            sky_mean: ``[B, F]`` the mean sky feature of each whole image (``keep_sky_out``); default:
+                the mean over these rays. Tiled rendering (``tiled.py``) passes the whole frame's.
 
         Returns:
             ``rgb`` ``[B, 3, H, W]`` in [-1, 1]; ``features`` ``[B, F, H, W]`` the blended feature image
@@ -286,9 +294,11 @@ class GANcraftGenerator(nn.Module):
         # Volume rendering, then the sky fills what the blocks leave.
         weights = volume_render_weights(sigma_grid, samples.delta * c.density_distance_scale)  # [R, S]
         sky_fraction = (1 - weights.sum(dim=-1, keepdim=True)).clamp(0, 1)  # [R, 1]
-        sky = self.sky_mlp(d_flat, code, ray_batch).clamp(-1, 1)  # [R, F]
+        sky = self.sky_features(d_flat, code, ray_batch)  # [R, F]
         if c.keep_sky_out:
-            mean_sky = sky.reshape(batch, -1, sky.shape[-1]).mean(dim=1)[ray_batch]  # [R, F]
+            if sky_mean is None:
+                sky_mean = sky.reshape(batch, -1, sky.shape[-1]).mean(dim=1)  # [B, F]
+            mean_sky = sky_mean.to(device, dtype)[ray_batch]  # [R, F]
             sky = torch.where(hits.hit[:, -1:], mean_sky, sky)
         blended = (weights[..., None] * feature_grid).sum(dim=1) + sky_fraction * sky  # [R, F]
         feature_image = blended.reshape(batch, height, width, -1).permute(0, 3, 1, 2)  # [B, F, H, W]
