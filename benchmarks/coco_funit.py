@@ -1,15 +1,17 @@
 """COCO-FUNIT vs FUNIT at the same budget on the procedural species -> docs/results/coco_funit.md.
 
-Both models are ``imaginate train coco_funit --preset tiny`` (32 px), FUNIT with
-``model.content_conditioned=false``, trained for the same steps from the same seeds. Few-shot
-evaluation on the 5 unseen species (see ``imaginate/systems/coco_funit/evaluation.py``): PAcc,
-content IoU, target IoU and mFID for K = 1 and 5, and the content-preservation numbers stratified by
-how different the content pose and the style examples' poses are (the paper's content-loss claim).
-Also: a sample grid of both models on the same content / style pairs and the training step time of
-both at a mid-size config (64 px).
+Both models are ``imaginate train coco_funit --preset cpu`` (32 px, plain grey backgrounds), FUNIT with
+``model.content_conditioned=false``, trained for the same steps from the same seeds, one process at a
+time. Few-shot evaluation on the 5 unseen species (see ``imaginate/systems/coco_funit/evaluation.py``):
+L1 / PSNR against the ground truth (the unseen species drawn in the content's pose), PAcc, target IoU,
+content IoU, style leak (the output's mask against the style example's), style sensitivity, for
+K = 1 and 5, and the same stratified by how different the content and style poses are (the paper's
+content-loss claim). A run whose style code collapsed is reported as failed and not averaged.
+Also: a sample grid of both models and the ground truth on the same content / style pairs, and the
+training step time of both, interleaved step by step in one process.
 
-    python benchmarks/coco_funit.py             # 2 models x 2 seeds x 3000 steps: ~25 min on 2 cores
-    python benchmarks/coco_funit.py --quick     # 1 seed, 100 steps (smoke test)
+    python benchmarks/coco_funit.py             # 2 models x 3 seeds at the cpu preset, one process at a time
+    python benchmarks/coco_funit.py --quick     # 1 seed, 60 steps (smoke test)
     python benchmarks/coco_funit.py --collect-only
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -26,17 +29,21 @@ from common import machine_line, mean_std, run_pool, train_or_reuse  # noqa: E40
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results"
-STEPS = 3000
-SEEDS = (0, 1)
+PRESET = "cpu"
+SEEDS = (0, 1, 2)
 MODELS = {
     "coco_funit": ("COCO-FUNIT (content-conditioned style code)", ["model.content_conditioned=true"]),
     "funit": ("FUNIT (style encoder only)", ["model.content_conditioned=false"]),
 }
 POSE_BINS = (("lt30", "< 30°"), ("30to90", "30–90°"), ("gt90", "> 90°"))
-# the mid-size config of the step-time measurement (64 px, twice the tiny widths)
-MID_SIZE = ["model.image_size=64", "model.num_filters=32", "model.num_filters_mlp=128", "model.style_dims=32",
-            "model.usb_dims=256", "model.num_downsamples_content=3", "model.num_downsamples_style=4",
-            "model.d_num_filters=32", "model.d_max_num_filters=256", "model.d_num_layers=4"]
+
+
+def preset_steps() -> int:
+    from imaginate.config import build_config
+    from imaginate.registry import get_system
+
+    spec = get_system("coco_funit")
+    return build_config(spec.config_cls, preset=PRESET, system="coco_funit", overrides=[]).train.steps
 
 
 def job(args: tuple) -> dict:
@@ -44,78 +51,102 @@ def job(args: tuple) -> dict:
     run_dir = Path(work) / f"{name}_seed{seed}"
     overrides = MODELS[name][1] + [f"train.seed={seed}", f"eval.cache_dir={Path(work) / 'eval_helpers'}",
                                    "train.ckpt_every=0"]
-    done = train_or_reuse("coco_funit", "tiny", overrides, run_dir, steps, collect_only)
+    done = train_or_reuse("coco_funit", PRESET, overrides, run_dir, steps, collect_only)
     if done is None:
         return {"model": name, "seed": seed, "missing": True}
-    return {"model": name, "seed": seed, "metrics": done[0], "seconds": done[1], "run_dir": str(run_dir)}
+    from imaginate.engine.logging import read_metrics
+
+    train_rows = [r for r in read_metrics(run_dir) if r["split"] == "train"]
+    monitor = {key: [r.get(key) for r in train_rows] for key in ("dead_style_code", "style_sensitivity",
+                                                                  "reconstruction")}
+    return {"model": name, "seed": seed, "metrics": done[0], "seconds": done[1], "run_dir": str(run_dir),
+            "monitor_last": {k: v[-1] for k, v in monitor.items() if v and v[-1] is not None},
+            "monitor_max_dead": max((v for v in monitor["dead_style_code"] if v is not None), default=None)}
 
 
-def step_time(overrides: list[str], steps: int = 12, warmup: int = 3, threads: int = 2) -> tuple[float, int, int]:
-    """(seconds per training step, G parameters, D parameters) at the tiny preset + ``overrides``."""
+def build_system(overrides: list[str]):
     import torch
 
     from imaginate.config import build_config
-    from imaginate.engine import RunContext, unwrap
+    from imaginate.engine import RunContext
     from imaginate.engine.distributed import DistEnv
     from imaginate.registry import get_system
 
-    torch.set_num_threads(threads)
     spec = get_system("coco_funit")
-    cfg = build_config(spec.config_cls, preset="tiny", system="coco_funit", overrides=overrides + ["train.device=cpu"])
+    cfg = build_config(spec.config_cls, preset=PRESET, system="coco_funit",
+                       overrides=overrides + ["train.device=cpu", "data.images_per_species=20"])
     ctx = RunContext(DistEnv(0, 1, 0, torch.device("cpu")), amp=False, grad_accum=1, seed=0,
                      global_batch=cfg.train.batch_size)
-    system = spec.system_cls(cfg, ctx)
-    for step in range(warmup):
-        system.train_step(system.train_batch(step))
-    start = time.perf_counter()
-    for step in range(warmup, warmup + steps):
-        system.train_step(system.train_batch(step))
-    seconds = (time.perf_counter() - start) / steps
-    count = lambda m: sum(p.numel() for p in unwrap(m).parameters())  # noqa: E731
-    return seconds, count(system.generator), count(system.discriminator)
+    return spec.system_cls(cfg, ctx)
 
 
-def style_sensitivity(run_dir: str, count: int = 100) -> tuple[float, float]:
-    """(model, ideal): mean |G(c, s_u) - G(c, s_v)| over ``count`` seen-species contents and pairs of
-    different unseen species u != v (one example each, random poses); the ideal is the same
-    difference between u and v drawn in the content's pose. 0 means the output ignores the style."""
+def step_time(rounds: int = 12, warmup: int = 2) -> dict:
+    """Seconds per training step of both models at the cpu preset, 1 thread, measured interleaved
+    (A, B, A, B, ...) in one process so that load changes hit both alike; median over rounds."""
     import torch
 
-    from imaginate.data import SPLIT, render_species_batch
-    from imaginate.data.species import sample_contents
-    from imaginate.engine.loop import load_run
+    from imaginate.engine import unwrap
 
-    _, cfg, system, _ = load_run(Path(run_dir), device="cpu")
-    size, gen = cfg.model.image_size, torch.Generator().manual_seed(4242)
-    seen = torch.tensor(SPLIT.seen)[torch.randint(len(SPLIT.seen), (count,), generator=gen)]
-    pair = torch.stack([torch.randperm(len(SPLIT.unseen), generator=gen)[:2] for _ in range(count)])
-    u, v = torch.tensor(SPLIT.unseen)[pair[:, 0]], torch.tensor(SPLIT.unseen)[pair[:, 1]]
-    poses, backgrounds = sample_contents(count, gen)
-    content, _ = render_species_batch(seen, poses, backgrounds, size)
-    ideal_u, _ = render_species_batch(u, poses, backgrounds, size)
-    ideal_v, _ = render_species_batch(v, poses, backgrounds, size)
-    styles = [render_species_batch(k, *sample_contents(count, gen), size)[0] for k in (u, v)]
-    out_u, out_v = (system.translate(content, st) for st in styles)
-    return float((out_u - out_v).abs().mean()), float((ideal_u - ideal_v).abs().mean())
+    torch.set_num_threads(1)
+    systems = {name: build_system(overrides) for name, (_, overrides) in MODELS.items()}
+    times: dict[str, list[float]] = {name: [] for name in systems}
+    for step in range(warmup + rounds):
+        for name, system in systems.items():
+            batch = system.train_batch(step)
+            start = time.perf_counter()
+            system.train_step(batch)
+            if step >= warmup:
+                times[name].append(time.perf_counter() - start)
+    count = lambda m: sum(p.numel() for p in unwrap(m).parameters())  # noqa: E731
+    out: dict = {"rounds": rounds, "warmup": warmup}
+    for name, system in systems.items():
+        out[name] = {"seconds": statistics.median(times[name]), "g_params": count(system.generator),
+                     "d_params": count(system.discriminator)}
+    ratios = [a / b for a, b in zip(times["coco_funit"], times["funit"])]
+    out["ratio_median"] = statistics.median(ratios)
+    return out
 
 
 def comparison_grid(runs: dict[str, str], out: Path) -> None:
-    """Both models' content-by-style grids (same pairs, EMA generators) side by side, captioned."""
+    """Content rows x unseen-style columns for each model (EMA generators, same pairs) and the ground
+    truth (the style's species drawn in the content's pose), captioned panels side by side."""
     import torch
     from PIL import Image, ImageDraw
 
-    from imaginate.engine.images import to_uint8
+    from imaginate.data import SPLIT, render_species_batch
+    from imaginate.data.species import SpeciesDataset
+    from imaginate.engine.images import make_grid, to_uint8
     from imaginate.engine.loop import load_run
+    from imaginate.systems.coco_funit.evaluation import CONTENT_SEED
 
+    systems = {name: load_run(Path(run_dir), device="cpu")[2] for name, run_dir in runs.items()}
+    cfg = next(iter(systems.values())).cfg
+    size, plain = cfg.model.image_size, cfg.data.plain_background
+    # contents facing one way, style examples the other: large pose differences by construction
+    pool = SpeciesDataset(SPLIT.seen, 2, size, cfg.data.seed + CONTENT_SEED, plain)
+    rows = [i for i in range(len(pool)) if pool.poses[i, 1] < 0.5][:5]
+    content_poses, content_bg = pool.poses[rows], pool.background_seeds[rows]
+    content, _ = render_species_batch(pool.species[rows], content_poses, content_bg, size, plain)
+    style_poses = torch.tensor([[-25.0, 1.0, 0.0, 0.0, 0.6], [20.0, 1.0, 0.05, 0.0, 0.55]]).repeat(3, 1)[:5]
+    style, _ = render_species_batch(list(SPLIT.unseen), style_poses[: len(SPLIT.unseen)],
+                                    torch.arange(len(SPLIT.unseen)), size, plain)
+    r, c = content.shape[0], style.shape[0]
+    pairs_content, pairs_style = content.repeat_interleave(c, 0), style.repeat(r, 1, 1, 1)
+    truth, _ = render_species_batch(torch.tensor(SPLIT.unseen).repeat(r), content_poses.repeat_interleave(c, 0),
+                                    content_bg.repeat_interleave(c, 0), size, plain)
+    outputs = {MODELS[name][0].split(" (")[0]: system.translate(pairs_content, pairs_style)
+               for name, system in systems.items()}
+    outputs["ground truth (style species in the content's pose)"] = truth
     panels = []
-    for name, run_dir in runs.items():
-        _, _, system, _ = load_run(Path(run_dir), device="cpu")
-        torch.manual_seed(0)
-        grid = system.sample()["content_by_style"]  # [3, H, W]
+    for caption, images in outputs.items():
+        tiles = [torch.ones_like(content[:1]), style]
+        for i in range(r):
+            tiles += [content[i:i + 1], images[i * c:(i + 1) * c]]
+        grid = make_grid(torch.cat(tiles), nrow=c + 1)
         img = Image.fromarray(to_uint8(grid)).resize((grid.shape[2] * 3, grid.shape[1] * 3), Image.NEAREST)
         canvas = Image.new("RGB", (img.width, img.height + 18), (255, 255, 255))
         canvas.paste(img, (0, 18))
-        ImageDraw.Draw(canvas).text((4, 3), MODELS[name][0], fill=(0, 0, 0))
+        ImageDraw.Draw(canvas).text((4, 3), caption, fill=(0, 0, 0))
         panels.append(canvas)
     total = Image.new("RGB", (sum(p.width for p in panels) + 12 * (len(panels) - 1), max(p.height for p in panels)),
                       (255, 255, 255))
@@ -126,6 +157,18 @@ def comparison_grid(runs: dict[str, str], out: Path) -> None:
     total.save(out)
 
 
+def reconstruction_grid(run_dir: str, out: Path) -> None:
+    """The saved run's content images over their same-image reconstructions G(x, x)."""
+    from PIL import Image
+
+    from imaginate.engine.images import to_uint8
+    from imaginate.engine.loop import load_run
+
+    grid = load_run(Path(run_dir), device="cpu")[2].sample()["reconstruction"]
+    img = Image.fromarray(to_uint8(grid))
+    img.resize((img.width * 3, img.height * 3), Image.NEAREST).save(out)
+
+
 def fmt(stats: tuple[float, float, int] | None, digits: int = 3) -> str:
     if stats is None:
         return "–"
@@ -133,146 +176,173 @@ def fmt(stats: tuple[float, float, int] | None, digits: int = 3) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def counted(results: list[dict], name: str) -> list[dict]:
+    """The finished, non-collapsed runs of a model."""
+    return [r for r in results if r["model"] == name and r.get("metrics") and not r["metrics"].get("collapsed")]
+
+
 def stats(results: list[dict], name: str, key: str) -> tuple[float, float, int] | None:
-    vals = [r["metrics"].get(key) for r in results if r["model"] == name and r.get("metrics")]
+    vals = [r["metrics"].get(key) for r in counted(results, name)]
     vals = [v for v in vals if v is not None and v == v]  # NaN = an empty pose bin
     return mean_std(vals, 0.0) if vals else None
 
 
-def write_report(results: list[dict], steps: int, timing: dict, grid: str | None, workers: int) -> str:
+COLUMNS = (("l1_gt", "L1 to truth ↓", 3), ("psnr_gt", "PSNR dB ↑", 2), ("pacc", "PAcc ↑", 3),
+           ("iou_target", "target IoU ↑", 3), ("iou_content", "content IoU", 3), ("style_leak", "style leak ↓", 3))
+
+
+def write_report(results: list[dict], steps: int, timing: dict, grids: dict[str, str], workers: int) -> str:
     seeds = sorted({r["seed"] for r in results})
+    failed = [r for r in results if r.get("metrics") is None or (r.get("metrics") or {}).get("collapsed")]
     lines = [
         "# COCO-FUNIT vs FUNIT on the procedural species",
         "",
-        f"Written by `benchmarks/coco_funit.py`. Tiny preset (32 px), {steps} steps, batch 8, seeds "
-        f"{', '.join(map(str, seeds))}; mean ± std over seeds. Training: 19 seen species; evaluation: the 5 "
-        "unseen species, K style examples each, the same content images for both models. "
-        f"{machine_line(workers)}.",
+        f"Written by `benchmarks/coco_funit.py`. `cpu` preset (32 px, plain grey backgrounds, 19 seen species), "
+        f"{steps} steps, batch 8, seeds {', '.join(map(str, seeds))}; mean ± std over the runs that did not "
+        "collapse. Evaluation: the 5 unseen species, K style examples each, the same content images and "
+        f"examples for both models. {machine_line(workers)}; the machine was shared with other jobs.",
         "",
-        "- **PAcc**: share of translations a species classifier (trained on real images of all 24 species) "
-        "reads as the target species (`pacc_real` is its accuracy on real unseen images).",
-        "- **content IoU**: IoU between the content image's true mask and the translation's foreground "
-        "(a segmentation net trained on species images); **target IoU**: against the mask of the ideal "
-        "output (the target species drawn in the content's pose).",
-        "- **mFID**: per-class FID in the species classifier's features (small samples: only comparable "
-        "within this table).",
+        "- **L1 to truth / PSNR**: the translation against its ground truth, the unseen species drawn in the "
+        "content image's pose (the procedural data renders it). Copying the content or the style example "
+        "both score badly here.",
+        "- **PAcc**: share of translations a species classifier (trained on real images of all 24 species) reads "
+        "as the target species.",
+        "- **target IoU**: the translation's foreground (a small segmentation net) against the ground truth's mask; "
+        "**content IoU** against the content image's mask (high also for an output that ignores the style: "
+        "read it only beside PAcc and target IoU).",
+        "- **style leak**: IoU of the translation's foreground with the *style example's* mask (the output "
+        "copying the example's pose); the ground truth itself scores the value in the `ideal` row by chance "
+        "overlap.",
+        "- **style sensitivity**: mean absolute pixel difference between translations of the same content into "
+        "two different unseen species; a run below a tenth of the ground truth's, or with every style-code "
+        "dimension dead, is **collapsed**: reported below, not averaged.",
+        "- mFID is not reported: with 40 samples per class its seed spread swamped any difference.",
         "",
-        "- **style sensitivity**: mean absolute pixel difference between translations of the same content "
-        "with examples of two different unseen species (0: the output ignores the style); the ideal is the "
-        "difference between those two species drawn in the content's pose.",
-        "",
-        "| model | PAcc K=1 | PAcc K=5 | content IoU K=1 | content IoU K=5 | target IoU K=1 | mFID K=1 | mFID K=5 | style sensitivity | minutes / run |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | K | " + " | ".join(c[1] for c in COLUMNS) + " | style sensitivity | runs |",
+        "|---|---|" + "---|" * (len(COLUMNS) + 2),
     ]
     for name, (label, _) in MODELS.items():
-        minutes = [r["seconds"] / 60 for r in results if r["model"] == name and r.get("metrics")]
-        lines.append(
-            f"| {label} | {fmt(stats(results, name, 'pacc_k1'))} | {fmt(stats(results, name, 'pacc_k5'))} | "
-            f"{fmt(stats(results, name, 'iou_content_k1'))} | {fmt(stats(results, name, 'iou_content_k5'))} | "
-            f"{fmt(stats(results, name, 'iou_target_k1'))} | {fmt(stats(results, name, 'mfid_k1'), 1)} | "
-            f"{fmt(stats(results, name, 'mfid_k5'), 1)} | {fmt(stats(results, name, 'style_sensitivity'))} | "
-            f"{sum(minutes) / max(1, len(minutes)):.1f} |")
+        for k in (1, 5):
+            cells = [fmt(stats(results, name, f"{key}_k{k}"), d) for key, _, d in COLUMNS]
+            lines.append(f"| {label} | {k} | " + " | ".join(cells) +
+                         f" | {fmt(stats(results, name, f'style_sensitivity_k{k}'))} | {len(counted(results, name))} |")
+    ideal_cells = ["0", "∞ (100)", "–", "1", "–", fmt(stats(results, "coco_funit", "style_leak_ideal_k1"))]
+    lines.append("| ideal (ground truth) | 1 | " + " | ".join(ideal_cells) +
+                 f" | {fmt(stats(results, 'coco_funit', 'style_sensitivity_ideal_k1'))} | |")
     real = stats(results, "coco_funit", "pacc_real"), stats(results, "coco_funit", "iou_real")
-    ideal = stats(results, "coco_funit", "style_sensitivity_ideal")
-    lines += ["", f"Helper networks on real images: classifier accuracy {fmt(real[0])}, mask-net IoU {fmt(real[1])}. "
-              f"Ideal style sensitivity: {fmt(ideal)}.",
-              "", "## Stratified by pose difference (K = 1)", "",
-              "Facing difference between the content image and the style example. The paper's claim: with "
-              "the content-conditioned style code the output keeps the content's pose better when the style "
-              "example's pose differs strongly.", "",
-              "| model | pose diff. | translations / seed | content IoU | target IoU | PAcc |", "|---|---|---|---|---|---|"]
+    lines += ["", f"Helper networks on real images: classifier accuracy {fmt(real[0])}, mask-net IoU {fmt(real[1])}.",
+              "", "## Per seed (K = 1)", "",
+              "| model | seed | L1 to truth | PSNR | PAcc | target IoU | style leak | style sensitivity | "
+              "dead style code (eval / max in training) | collapsed | minutes |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(results, key=lambda r: (r["model"], r["seed"])):
+        m = r.get("metrics") or {}
+        g = lambda key, d=3, m=m: f"{m[key]:.{d}f}" if m.get(key) is not None else "–"  # noqa: E731
+        dead_max = r.get("monitor_max_dead")
+        lines.append(f"| {MODELS[r['model']][0].split(' (')[0]} | {r['seed']} | {g('l1_gt_k1')} | {g('psnr_gt_k1', 2)} | "
+                     f"{g('pacc_k1')} | {g('iou_target_k1')} | {g('style_leak_k1')} | {g('style_sensitivity_k1')} | "
+                     f"{g('dead_style_code', 2)} / {'–' if dead_max is None else f'{dead_max:.2f}'} | "
+                     f"{'yes' if m.get('collapsed') or not m else 'no'} | {r.get('seconds', 0) / 60:.1f} |")
+    lines += ["", "## Stratified by pose difference (K = 1)", "",
+              "Facing difference between the content image and the style example. The paper's claim: with the "
+              "content-conditioned style code the output keeps the content's pose (here: stays close to the "
+              "ground truth, leaks less of the example's mask) better than FUNIT when the poses differ strongly.",
+              "", "| model | pose diff. | translations / run | " + " | ".join(c[1] for c in COLUMNS) + " |",
+              "|---|---|---|" + "---|" * len(COLUMNS)]
     for name, (label, _) in MODELS.items():
         for key, text in POSE_BINS:
             count = stats(results, name, f"count_k1_pose_{key}")
-            lines.append(f"| {label} | {text} | {0 if count is None else count[0]:.0f} | "
-                         f"{fmt(stats(results, name, f'iou_content_k1_pose_{key}'))} | "
-                         f"{fmt(stats(results, name, f'iou_target_k1_pose_{key}'))} | "
-                         f"{fmt(stats(results, name, f'pacc_k1_pose_{key}'))} |")
-    lines += ["", "## Verdict", "", verdict(results), ""]
-    if grid:
-        lines += ["## Samples", "", "Content images in the first column (seen species), one style example per "
-                  "unseen species in the first row; EMA generators of seed 0.", "", f"![samples]({grid})", ""]
-    lines += ["## Training step time at a mid-size config", "",
-              f"64 px, `{' '.join(o for o in MID_SIZE)}`, batch 8, CPU, 2 threads, mean over "
-              f"{timing['steps']} steps after {timing['warmup']} warm-up steps (one D and one G update each); CPU "
-              f"load average {timing['load'][0]:.1f} before and {timing['load'][1]:.1f} after (other processes "
-              "sharing the cores slow both models alike).", "",
+            cells = [fmt(stats(results, name, f"{c}_k1_pose_{key}"), d) for c, _, d in COLUMNS]
+            lines.append(f"| {label} | {text} | {0 if count is None else count[0]:.0f} | " + " | ".join(cells) + " |")
+    lines += ["", "## Verdict", "", verdict(results, failed), ""]
+    if "samples" in grids:
+        lines += ["## Samples", "", "Seen-species contents (first column, all facing right) translated with one "
+                  "example of each unseen species (first row, facing left: more than 90° apart), by each model "
+                  "(EMA generators of the best run by L1 to truth) and the ground truth.", "",
+                  f"![samples]({grids['samples']})", ""]
+    if "reconstruction" in grids:
+        lines += ["Same-image reconstruction G(x, x) of that COCO-FUNIT run (contents over reconstructions):", "",
+                  f"![reconstruction]({grids['reconstruction']})", ""]
+    lines += ["## Training step time", "",
+              f"`cpu` preset, batch 8, 1 thread; both models stepped alternately in one process ({timing['rounds']} "
+              f"rounds after {timing['warmup']} warm-up rounds), median seconds per step (one D and one G update); "
+              "the machine was shared, so absolute times are inflated, the ratio less so.", "",
               "| model | G params | D params | seconds / step |", "|---|---|---|---|"]
     for name, (label, _) in MODELS.items():
         t = timing[name]
         lines.append(f"| {label} | {t['g_params']:,} | {t['d_params']:,} | {t['seconds']:.3f} |")
+    lines += ["", f"Median per-round ratio COCO-FUNIT / FUNIT: {timing['ratio_median']:.2f}."]
     return "\n".join(lines) + "\n"
 
 
-def verdict(results: list[dict]) -> str:
+def verdict(results: list[dict], failed: list[dict]) -> str:
     parts = []
-    for key, text in (("iou_content_k1", "content IoU (K=1)"), ("iou_content_k1_pose_gt90", "content IoU at > 90° (K=1)"),
-                      ("pacc_k1", "PAcc (K=1)"), ("style_sensitivity", "style sensitivity")):
+    for r in failed:
+        parts.append(f"{MODELS[r['model']][0].split(' (')[0]} seed {r['seed']} "
+                     + ("diverged" if r.get("metrics") is None else "collapsed (its output ignores the style example)")
+                     + " and is not counted")
+    for key, text, higher in (("l1_gt_k1_pose_gt90", "L1 to the ground truth at > 90° (K=1)", False),
+                              ("style_leak_k1_pose_gt90", "style leak at > 90° (K=1)", False),
+                              ("l1_gt_k1", "L1 to the ground truth over all poses (K=1)", False),
+                              ("pacc_k1", "PAcc (K=1)", True)):
         c, f = stats(results, "coco_funit", key), stats(results, "funit", key)
         if c is None or f is None:
             continue
+        n = min(len(counted(results, "coco_funit")), len(counted(results, "funit")))
         diff, noise = c[0] - f[0], max(c[1], f[1])
-        sign = "higher" if diff > 0 else "lower"
-        seeds = len({r["seed"] for r in results})
-        if seeds < 2:
-            how = f"{sign} than FUNIT's (one seed, no noise estimate)"
+        better = (diff > 0) == higher
+        word = "better" if better else "worse"
+        if n < 2:
+            how = f"{word} than FUNIT's ({'one run' if n == 1 else 'no runs'} per model, no noise estimate)"
         elif abs(diff) > 2 * noise:
-            how = f"clearly {sign} than FUNIT's"
+            how = f"clearly {word} than FUNIT's"
         else:
-            how = f"{sign} than FUNIT's but within seed noise"
+            how = f"{word} than FUNIT's but within seed noise"
         parts.append(f"COCO-FUNIT's {text} is {how} ({c[0]:.3f} vs {f[0]:.3f}, seed std up to {noise:.3f})")
-    paccs = [stats(results, m, "pacc_k1") for m in MODELS]
-    if all(p is not None and p[0] < 2 / 24 for p in paccs):
-        parts.append("both PAcc values are near chance (1/24 = 0.042 for a 24-way classifier): at this budget neither "
-                     "model carries the unseen species' identity into the translation, so the content-versus-style "
-                     "trade-off the paper measures is not yet in play and its claim is not reproduced here")
-    ideal = stats(results, "coco_funit", "style_sensitivity_ideal")
-    for r in results:
-        value = r.get("metrics", {}).get("style_sensitivity")
-        if ideal and value is not None and value < 0.1 * ideal[0]:
-            parts.append(f"{MODELS[r['model']][0].split(' (')[0]} seed {r['seed']} ignores the style example "
-                         f"(style sensitivity {value:.3f}): its style code collapsed to a constant, so its content "
-                         "IoU is that of a reconstruction, not of a translation")
+    gt90 = stats(results, "coco_funit", "l1_gt_k1_pose_gt90"), stats(results, "funit", "l1_gt_k1_pose_gt90")
+    if all(gt90):
+        beats = gt90[0][0] + 2 * max(gt90[0][1], gt90[1][1]) < gt90[1][0]
+        parts.append("so at this scale COCO-FUNIT " + ("beats" if beats else "does not measurably beat")
+                     + " FUNIT at large pose differences")
     return "; ".join(parts) + "." if parts else "No finished runs."
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=STEPS)
+    parser.add_argument("--steps", type=int, default=0, help="0 = the preset's")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--work", default=str(ROOT / "runs" / "bench_coco_funit"))
-    parser.add_argument("--quick", action="store_true", help="1 seed, 100 steps; writes to the work folder only")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--work", default=str(ROOT / "runs" / "bench_coco_funit_cpu"))
+    parser.add_argument("--quick", action="store_true", help="1 seed, 60 steps; writes to the work folder only")
     parser.add_argument("--collect-only", action="store_true", help="report finished runs, train nothing")
+    parser.add_argument("--no-timing", action="store_true", help="skip the step-time measurement")
     args = parser.parse_args()
+    steps = args.steps or preset_steps()
     if args.quick:
-        args.steps, args.seeds = 100, [0]
+        steps, args.seeds = 60, [0]
     Path(args.work).mkdir(parents=True, exist_ok=True)
-    jobs = [(name, seed, args.steps, args.work, args.collect_only) for seed in args.seeds for name in MODELS]
+    jobs = [(name, seed, steps, args.work, args.collect_only) for seed in args.seeds for name in MODELS]
     results = [r for r in run_pool(job, jobs, args.workers, "coco_funit runs") if not r.get("missing")]
-    for r in results:
-        if r.get("metrics"):
-            r["metrics"]["style_sensitivity"], r["metrics"]["style_sensitivity_ideal"] = style_sensitivity(r["run_dir"])
-
-    import os
-
-    timing: dict = {"steps": 12, "warmup": 3, "load": [os.getloadavg()[0]]}
-    for name, (_, overrides) in MODELS.items():
-        seconds, g, d = step_time(MID_SIZE + overrides, timing["steps"], timing["warmup"])
-        timing[name] = {"seconds": seconds, "g_params": g, "d_params": d}
-    timing["load"].append(os.getloadavg()[0])
+    timing = ({"rounds": 0, "warmup": 0, "ratio_median": float("nan"),
+               **{n: {"seconds": float("nan"), "g_params": 0, "d_params": 0} for n in MODELS}}
+              if args.no_timing else step_time(4 if args.quick else 12))
     out_dir = Path(args.work) if args.quick else RESULTS
     out_dir.mkdir(parents=True, exist_ok=True)
-    firsts = {r["model"]: r["run_dir"] for r in results if r["seed"] == min(args.seeds) and r.get("metrics")}
-    grid = None
-    if len(firsts) == len(MODELS):
-        comparison_grid(firsts, out_dir / "coco_funit_samples.png")
-        grid = "coco_funit_samples.png"
-    report = write_report(results, args.steps, timing, grid, args.workers)
+    best = {}
+    for name in MODELS:
+        runs = counted(results, name) or [r for r in results if r["model"] == name and r.get("metrics")]
+        if runs:
+            best[name] = min(runs, key=lambda r: r["metrics"].get("l1_gt_k1", 1.0))["run_dir"]
+    grids: dict[str, str] = {}
+    if len(best) == len(MODELS):
+        comparison_grid(best, out_dir / "coco_funit_samples.png")
+        reconstruction_grid(best["coco_funit"], out_dir / "coco_funit_reconstruction.png")
+        grids = {"samples": "coco_funit_samples.png", "reconstruction": "coco_funit_reconstruction.png"}
+    report = write_report(results, steps, timing, grids, args.workers)
     (out_dir / "coco_funit.md").write_text(report)
-    (out_dir / "coco_funit.json").write_text(json.dumps({"steps": args.steps, "results": results, "timing": timing},
-                                                        indent=1))
+    (out_dir / "coco_funit.json").write_text(json.dumps({"steps": steps, "results": results, "timing": timing,
+                                                        "best_runs": best}, indent=1))
     print(report)
+    print("best runs:", best)
 
 
 if __name__ == "__main__":

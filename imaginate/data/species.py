@@ -377,8 +377,12 @@ def _render_one_species(app: SpeciesAppearance, poses: Tensor, size: int) -> tup
     return colour, mask
 
 
+PLAIN_BACKGROUND = (0.5, 0.5, 0.5)  # the grey of ``plain_background=True``
+
+
 def render_species_batch(
-    species: Tensor | Sequence[int], poses: Tensor, background_seeds: Tensor, size: int = 64
+    species: Tensor | Sequence[int], poses: Tensor, background_seeds: Tensor, size: int = 64,
+    plain_background: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Render a batch: image b shows species ``species[b]`` with pose ``poses[b]`` on its background.
 
@@ -387,6 +391,7 @@ def render_species_batch(
         poses: [B, 5] pose parameters in CONTENT_FIELDS order.
         background_seeds: [B] int64 background seeds.
         size: image height and width in pixels (e.g. 32, 64, 128).
+        plain_background: a uniform grey (``PLAIN_BACKGROUND``) instead of the seeds' backgrounds.
 
     Returns:
         images [B, 3, size, size] float32 in [0, 1] and masks [B, size, size] bool.
@@ -396,7 +401,11 @@ def render_species_batch(
         raise ValueError(f"poses must be [B, 5] with B = {species_t.shape[0]}, got {tuple(poses.shape)}")
     if size < 8:
         raise ValueError(f"size must be at least 8, got {size}")
-    images = render_backgrounds(torch.as_tensor(background_seeds, dtype=torch.int64).reshape(-1), size)
+    if plain_background:
+        grey = torch.tensor(PLAIN_BACKGROUND, dtype=torch.float32)[None, :, None, None]
+        images = grey.expand(species_t.shape[0], 3, size, size).clone()
+    else:
+        images = render_backgrounds(torch.as_tensor(background_seeds, dtype=torch.int64).reshape(-1), size)
     masks = torch.zeros(species_t.shape[0], size, size, dtype=torch.bool)
     for s in torch.unique(species_t).tolist():
         rows = torch.nonzero(species_t == s).flatten()  # [b_s]
@@ -473,10 +482,12 @@ class SpeciesDataset(Dataset):
         images_per_species: images drawn for each species.
         size: image height and width in pixels (e.g. 32, 64, 128).
         seed: the seed of the contents.
+        plain_background: draw every image on a uniform grey (``PLAIN_BACKGROUND``).
     """
 
     def __init__(
-        self, species_ids: Sequence[int], images_per_species: int, size: int = 64, seed: int = 0
+        self, species_ids: Sequence[int], images_per_species: int, size: int = 64, seed: int = 0,
+        plain_background: bool = False,
     ) -> None:
         ids = [int(s) for s in species_ids]
         if not ids or len(set(ids)) != len(ids) or not all(0 <= s < NUM_SPECIES for s in ids):
@@ -486,6 +497,7 @@ class SpeciesDataset(Dataset):
         if size < 8:
             raise ValueError(f"size must be at least 8, got {size}")
         self.species_ids, self.size, self.seed = ids, size, seed
+        self.plain_background = plain_background
         self.class_names = [species_name(s) for s in ids]
         poses, seeds = [], []
         for s in ids:
@@ -528,7 +540,11 @@ class SpeciesDataset(Dataset):
 
     def render(self, species: int, content: SpeciesContent) -> tuple[Tensor, Tensor]:
         """Any species with any content at this set's size: (image [3, H, W], mask [H, W] bool)."""
-        return render_species(species, content, self.size)
+        if not self.plain_background:
+            return render_species(species, content, self.size)
+        seeds = torch.tensor([content.background_seed], dtype=torch.int64)
+        images, masks = render_species_batch([species], content.to_tensor()[None], seeds, self.size, True)
+        return images[0], masks[0]
 
     def prerender(self, batch_size: int = 512) -> SpeciesArrays:
         """Every image of the set rendered into memory (N x 3 x H x W float32: 4800 images at 64 px take
@@ -537,7 +553,7 @@ class SpeciesDataset(Dataset):
         for start in range(0, len(self), batch_size):
             rows = slice(start, start + batch_size)
             image, mask = render_species_batch(
-                self.species[rows], self.poses[rows], self.background_seeds[rows], self.size
+                self.species[rows], self.poses[rows], self.background_seeds[rows], self.size, self.plain_background
             )
             images.append(image)
             masks.append(mask)
@@ -549,7 +565,8 @@ class SpeciesDataset(Dataset):
 
 
 def load_species(
-    split: str = "seen", images_per_species: int = 100, size: int = 64, seed: int = 0
+    split: str = "seen", images_per_species: int = 100, size: int = 64, seed: int = 0,
+    plain_background: bool = False,
 ) -> SpeciesDataset:
     """The species data set of one part of the default split ``SPLIT``.
 
@@ -558,6 +575,7 @@ def load_species(
         images_per_species: images drawn for each species.
         size: image height and width in pixels (e.g. 32, 64, 128).
         seed: the seed of the contents; the same seed gives the same images.
+        plain_background: a uniform grey background instead of the seeded ones.
 
     Returns:
         a SpeciesDataset (call ``prerender()`` for in-memory tensors).
@@ -565,4 +583,4 @@ def load_species(
     parts = {"seen": SPLIT.seen, "unseen": SPLIT.unseen, "all": tuple(range(NUM_SPECIES))}
     if split not in parts:
         raise ValueError(f"split must be one of seen, unseen, all, got {split!r}")
-    return SpeciesDataset(parts[split], images_per_species, size, seed)
+    return SpeciesDataset(parts[split], images_per_species, size, seed, plain_background)

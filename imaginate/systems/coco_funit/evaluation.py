@@ -8,7 +8,19 @@ and both models, so the numbers are paired). Metrics (a flat dict of floats):
   unseen, real images) assigns to u; ``pacc_real``: its accuracy on the real unseen images.
 - ``style_sensitivity_k{K}``: mean absolute pixel difference between the translations of the same
   contents into two different unseen classes, over class pairs (0: the output ignores the style).
-- ``mfid_k{K}``: per-unseen-class FID between the translations and the real images of u, averaged
+- ``l1_gt_k{K}`` / ``psnr_gt_k{K}`` (species only): L1 and PSNR of the translation against its ground
+  truth, the unseen species u drawn in the content image's pose on its background
+  (``render_species_batch(u, content pose)``): the one number that rewards neither copying the
+  content nor copying the style example.
+- ``style_leak_k{K}`` (species only): IoU of the translation's predicted foreground with the style
+  examples' masks (mean over the K examples): high when the output copies the example's pose (the
+  failure the paper's content-conditioned code addresses); ``style_leak_ideal_k{K}`` is the same IoU
+  for the ground-truth output (what an ideal translator scores by chance overlap).
+- ``style_sensitivity_ideal_k{K}``: the style sensitivity of the ground truths.
+- ``dead_style_code`` / ``collapsed`` (``evaluate_system``): share of style-code dimensions that are
+  zero for every evaluation translation, and 1.0 when the run has collapsed (dead code, or style
+  sensitivity below a tenth of the ideal's): such a run is a failure, not a result.
+- ``mfid_k{K}`` (only with ``eval.mfid``): per-unseen-class FID between the translations and the real images of u, averaged
   over classes, in the features of a pluggable extractor (default: the classifier's penultimate
   layer, labelled ``FEATURES`` = "species-classifier features"; only comparable within that space and
   at the same sample counts: small counts bias FID upwards).
@@ -279,19 +291,23 @@ class FewShotEvalData:
     content_poses: Tensor | None = None  # [M, 5]
     content_backgrounds: Tensor | None = None  # [M] int64
     style_poses: Tensor | None = None  # [U * R, 5]
+    style_masks: Tensor | None = None  # [U * R, H, W] bool
+    plain_background: bool = False  # species drawn on a uniform grey
 
 
 @functools.lru_cache(maxsize=4)
-def species_eval_data(size: int, seed: int, contents: int, real_per_class: int, helper_per_class: int
-                      ) -> FewShotEvalData:
+def species_eval_data(size: int, seed: int, contents: int, real_per_class: int, helper_per_class: int,
+                      plain_background: bool = False) -> FewShotEvalData:
     """Species evaluation data: fresh contents of seen species, unseen species' images, all species for helpers."""
-    helper = load_species("all", helper_per_class, size, seed + HELPER_SEED).prerender()  # labels = species ids
+    plain = plain_background
+    helper = load_species("all", helper_per_class, size, seed + HELPER_SEED, plain).prerender()  # labels = ids
     per_species = math.ceil(contents / len(SPLIT.seen))
-    content = SpeciesDataset(SPLIT.seen, per_species, size, seed + CONTENT_SEED).prerender()
+    content = SpeciesDataset(SPLIT.seen, per_species, size, seed + CONTENT_SEED, plain).prerender()
     order = torch.randperm(len(content.labels), generator=torch.Generator().manual_seed(seed))[:contents]
-    style = load_species("unseen", real_per_class, size, seed + STYLE_SEED).prerender()
+    style = load_species("unseen", real_per_class, size, seed + STYLE_SEED, plain).prerender()
     return FewShotEvalData(
-        name=f"species-{size}-{seed}-{helper_per_class}", num_classes=len(helper.class_names),
+        name=f"species-{size}-{seed}-{helper_per_class}{'-plain' if plain else ''}",
+        num_classes=len(helper.class_names), plain_background=plain, style_masks=style.masks,
         unseen=list(SPLIT.unseen), helper_images=helper.images, helper_labels=helper.labels,
         content_images=content.images[order], style_images=style.images, style_labels=style.species,
         helper_masks=helper.masks, content_masks=content.masks[order], content_poses=content.poses[order],
@@ -341,10 +357,16 @@ def _batched(fn: Callable[[Tensor], Tensor], images: Tensor, batch_size: int, de
     return torch.cat([fn(chunk.to(device)).cpu() for chunk in images.split(batch_size)])
 
 
+def psnr(images: Tensor, targets: Tensor) -> Tensor:
+    """Per-image PSNR ``[N]`` in dB of images in [0, 1] (``[N, C, H, W]``), capped at 100 dB (identical)."""
+    mse = (images - targets).double().pow(2).flatten(1).mean(1)
+    return (10 * torch.log10(1.0 / mse.clamp_min(1e-10))).float()
+
+
 def few_shot_metrics(translate: Callable[[Tensor, Tensor], Tensor], data: FewShotEvalData,
                      classifier: SpeciesClassifier, shots: list[int], per_class: int,
                      extractor: FeatureExtractor | None = None, mask_net: MaskNet | None = None,
-                     batch_size: int = 50, seed: int = 0) -> dict[str, float]:
+                     batch_size: int = 50, seed: int = 0, mfid: bool = True) -> dict[str, float]:
     """The metrics of the module docstring.
 
     Args:
@@ -357,6 +379,7 @@ def few_shot_metrics(translate: Callable[[Tensor, Tensor], Tensor], data: FewSho
         mask_net: the foreground segmenter (IoU metrics need it and ``data.content_masks``).
         batch_size: images per forward pass of the helper nets.
         seed: seeds the choice of style examples.
+        mfid: compute ``mfid_k{K}`` (unstable at small sample counts: see the module docstring).
     """
     device = next(classifier.parameters()).device
     extractor = extractor if extractor is not None else ClassifierFeatureExtractor(classifier)
@@ -370,8 +393,10 @@ def few_shot_metrics(translate: Callable[[Tensor, Tensor], Tensor], data: FewSho
         real_masks = _batched(mask_net, data.content_images, batch_size, device)[:, 0] > 0
         out["iou_real"] = float(mask_iou(real_masks, data.content_masks).mean())
     contents = torch.arange(per_class) % data.content_images.shape[0]  # [n]
+    known = data.content_poses is not None and data.content_backgrounds is not None
     for k in shots:
-        correct, fids, iou_content, iou_target, pose_diff, fakes = [], [], [], [], [], []
+        correct, fids, pose_diff, fakes, ideals = [], [], [], [], []
+        per_image: dict[str, list[Tensor]] = {}
         for u in data.unseen:
             pool = torch.nonzero(data.style_labels == u).flatten()
             if pool.numel() < max(k, 2):
@@ -380,27 +405,46 @@ def few_shot_metrics(translate: Callable[[Tensor, Tensor], Tensor], data: FewSho
             fake = translate(data.content_images[contents], data.style_images[picks])  # [n, C, H, W]
             fakes.append(fake)
             correct.append(_batched(classifier, fake, batch_size, device).argmax(1) == u)
-            real_stats = extract_stats(data.style_images[pool], extractor, batch_size, max_kept=0, device=device)
-            fake_stats = extract_stats(fake, extractor, batch_size, max_kept=0, device=device)
-            fids.append(fid_from_stats(real_stats, fake_stats))
-            if with_masks:
-                assert mask_net is not None and data.content_masks is not None
+            if mfid:
+                real_stats = extract_stats(data.style_images[pool], extractor, batch_size, max_kept=0, device=device)
+                fake_stats = extract_stats(fake, extractor, batch_size, max_kept=0, device=device)
+                fids.append(fid_from_stats(real_stats, fake_stats))
+            found: dict[str, Tensor] = {}
+            if known:  # the ground truth: u drawn in the content's pose on the content's background
                 assert data.content_poses is not None and data.content_backgrounds is not None
+                ideal, ideal_mask = render_species_batch([u] * per_class, data.content_poses[contents],
+                                                         data.content_backgrounds[contents], fake.shape[-1],
+                                                         data.plain_background)
+                ideals.append(ideal)
+                found["l1_gt"] = (fake - ideal).abs().flatten(1).mean(1)
+                found["psnr_gt"] = psnr(fake, ideal)
+                if data.style_masks is not None:  # how much the ideal output overlaps the examples anyway
+                    found["style_leak_ideal"] = torch.stack(
+                        [mask_iou(ideal_mask, data.style_masks[picks[:, j]]) for j in range(k)]).mean(0)
+            if with_masks and known:
+                assert mask_net is not None and data.content_masks is not None
                 foreground = _batched(mask_net, fake, batch_size, device)[:, 0] > 0  # [n, H, W]
-                iou_content.append(mask_iou(foreground, data.content_masks[contents]))
-                _, ideal = render_species_batch([u] * per_class, data.content_poses[contents],
-                                                data.content_backgrounds[contents], fake.shape[-1])
-                iou_target.append(mask_iou(foreground, ideal))
+                found["iou_content"] = mask_iou(foreground, data.content_masks[contents])
+                found["iou_target"] = mask_iou(foreground, ideal_mask)
+                if data.style_masks is not None:  # the output's shape copied from the style examples
+                    found["style_leak"] = torch.stack(
+                        [mask_iou(foreground, data.style_masks[picks[:, j]]) for j in range(k)]).mean(0)
+            for name, values in found.items():
+                per_image.setdefault(name, []).append(values.double())
             if data.content_poses is not None and data.style_poses is not None:
                 diff = facing_difference(data.content_poses[contents][:, None], data.style_poses[picks])  # [n, K]
                 pose_diff.append(diff.mean(1))
         hits = torch.cat(correct).double()
         out[f"pacc_k{k}"] = float(hits.mean())
-        out[f"mfid_k{k}"] = sum(fids) / len(fids)
+        if mfid:
+            out[f"mfid_k{k}"] = sum(fids) / len(fids)
         pairs = [(a, b) for a in range(len(fakes)) for b in range(a + 1, len(fakes))]
         out[f"style_sensitivity_k{k}"] = (sum(float((fakes[a] - fakes[b]).abs().mean()) for a, b in pairs)
                                           / len(pairs)) if pairs else math.nan
-        ious = {"iou_content": torch.cat(iou_content), "iou_target": torch.cat(iou_target)} if with_masks else {}
+        if ideals and pairs:
+            out[f"style_sensitivity_ideal_k{k}"] = sum(float((ideals[a] - ideals[b]).abs().mean())
+                                                       for a, b in pairs) / len(pairs)
+        ious = {name: torch.cat(values) for name, values in per_image.items()}
         for name, values in ious.items():
             out[f"{name}_k{k}"] = float(values.mean())
         if pose_diff:
@@ -438,7 +482,7 @@ def system_eval_data(system: COCOFUNITSystem) -> FewShotEvalData:
     e = cfg.eval
     if cfg.data.name == "species":
         return species_eval_data(m.image_size, cfg.data.seed, e.translations_per_class, e.real_per_class,
-                                 e.helper_images_per_class)
+                                 e.helper_images_per_class, cfg.data.plain_background)
     assert cfg.data.root is not None and cfg.data.split_file is not None  # checked by the config
     return folder_eval_data(cfg.data.root, cfg.data.split_file, m.image_size, m.image_channels, cfg.data.seed,
                             e.translations_per_class, e.real_per_class, e.helper_images_per_class)
@@ -455,10 +499,43 @@ def evaluate_system(system: COCOFUNITSystem, extractor: FeatureExtractor | None 
     data = system_eval_data(system)
     classifier, mask_net = helper_networks(data, cfg.eval.classifier_steps, cfg.eval.mask_net_steps,
                                            cfg.data.seed, system.ctx.device, cfg.eval.cache_dir)
-    return few_shot_metrics(
+    out = few_shot_metrics(
         lambda c, s: system.translate(c, s, cfg.eval.batch_size), data, classifier, list(cfg.eval.shots),
         cfg.eval.translations_per_class, extractor, mask_net, cfg.eval.batch_size, seed=cfg.train.seed,
+        mfid=cfg.eval.mfid,
     )
+    out["dead_style_code"] = eval_dead_share(system, data)
+    out["collapsed"] = float(is_collapsed(out))
+    return out
+
+
+@torch.no_grad()
+def eval_dead_share(system: COCOFUNITSystem, data: FewShotEvalData, count: int = 64) -> float:
+    """``dead_share`` of the evaluation generator's style codes for up to ``count`` contents, each with
+    a different real unseen-class example (cycling through them)."""
+    from imaginate.systems.coco_funit.model import dead_share
+
+    net, device = system.eval_generator, system.ctx.device
+    n = min(count, data.content_images.shape[0], data.style_images.shape[0])
+    n = max(n, 2)
+    content = data.content_images[torch.arange(n) % data.content_images.shape[0]].to(device) * 2 - 1
+    style = data.style_images[torch.arange(n) % data.style_images.shape[0]].to(device) * 2 - 1
+    codes = net.style_code(net.encode_content(content), style)  # [n, S]
+    return dead_share(codes.float().cpu())
+
+
+def is_collapsed(metrics: dict[str, float], floor: float = 0.1) -> bool:
+    """A run whose output ignores the style: every style-code dimension dead, or the smallest K's style
+    sensitivity under ``floor`` times the ground truths' (when that is known, else under 1e-4)."""
+    if metrics.get("dead_style_code", 0.0) >= 1.0:
+        return True
+    ks = sorted(int(key[len("style_sensitivity_k"):]) for key in metrics
+                if key.startswith("style_sensitivity_k") and key[len("style_sensitivity_k"):].isdigit())
+    if not ks:
+        return False
+    value = metrics[f"style_sensitivity_k{ks[0]}"]
+    ideal = metrics.get(f"style_sensitivity_ideal_k{ks[0]}")
+    return bool(value < (floor * ideal if ideal is not None and ideal == ideal else 1e-4))
 
 
 def sample_pairs(system: COCOFUNITSystem, rows: int = 4, columns: int = 5) -> tuple[Tensor, Tensor]:
@@ -467,8 +544,9 @@ def sample_pairs(system: COCOFUNITSystem, rows: int = 4, columns: int = 5) -> tu
     cfg, m = system.cfg, system.cfg.model
     if cfg.data.name == "species":
         seen = [SPLIT.seen[round(i * (len(SPLIT.seen) - 1) / max(rows - 1, 1))] for i in range(rows)]
-        content = SpeciesDataset(seen, 1, m.image_size, cfg.data.seed + CONTENT_SEED).prerender().images
-        style = SpeciesDataset(SPLIT.unseen[:columns], 1, m.image_size, cfg.data.seed + STYLE_SEED).prerender()
+        plain = cfg.data.plain_background
+        content = SpeciesDataset(seen, 1, m.image_size, cfg.data.seed + CONTENT_SEED, plain).prerender().images
+        style = SpeciesDataset(SPLIT.unseen[:columns], 1, m.image_size, cfg.data.seed + STYLE_SEED, plain).prerender()
         return content, style.images
     assert cfg.data.root is not None and cfg.data.split_file is not None  # checked by the config
     seen_set, unseen_set = few_shot_folder(cfg.data.root, cfg.data.split_file, m.image_size, m.image_channels)

@@ -42,6 +42,12 @@ class COCOFUNITModelConfig:
     reference's MLP depth setting, which gives ``max(2, num_mlp_blocks - 1)`` linear layers (3 -> 2).
     ``content_conditioned=False`` gives FUNIT.
 
+    Options for small presets (defaults = the reference): ``style_bias_init`` the standard deviation
+    of the CSB's initialisation (the reference draws it from N(0, 1); at small widths its norm then
+    swamps the raw style in the style MLP's input and most style-code dimensions start dead);
+    ``code_last_relu=False`` drops the ReLU after the last layer of the content and style MLPs, so the
+    style code (their product) cannot die as a whole (the reference keeps it: non-negative codes).
+
     Discriminator: ``d_num_layers`` levels of two residual blocks, channels from ``d_num_filters``
     doubling up to ``d_max_num_filters``; ``num_classes`` training classes for the projection.
     """
@@ -58,6 +64,8 @@ class COCOFUNITModelConfig:
     num_downsamples_content: int = 4
     num_downsamples_style: int = 5
     content_conditioned: bool = True
+    style_bias_init: float = 1.0
+    code_last_relu: bool = True
     num_classes: int = 149
     d_num_filters: int = 64
     d_max_num_filters: int = 1024
@@ -74,6 +82,8 @@ class COCOFUNITModelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                 raise ValueError(f"model.{name}: must be an integer >= {minimum}, got {value!r}")
+        if not (isinstance(self.style_bias_init, (int, float)) and self.style_bias_init >= 0):
+            raise ValueError(f"model.style_bias_init: must be a number >= 0, got {self.style_bias_init!r}")
         if self.d_max_num_filters < self.d_num_filters:
             raise ValueError(
                 f"model.d_max_num_filters: must be >= d_num_filters ({self.d_num_filters}), "
@@ -113,14 +123,24 @@ def conv_block(
     return nn.Sequential(*layers)
 
 
-def relu_mlp(in_features: int, hidden_features: int, out_features: int, num_linear: int) -> nn.Sequential:
-    """``num_linear`` (>= 2) ``Linear`` layers, each followed by ReLU (the last too, as in the reference):
-    ``[B, in] -> [B, out]``."""
+def relu_mlp(
+    in_features: int, hidden_features: int, out_features: int, num_linear: int, last_relu: bool = True
+) -> nn.Sequential:
+    """``num_linear`` (>= 2) ``Linear`` layers, each followed by ReLU (the last too, as in the reference,
+    unless ``last_relu=False``): ``[B, in] -> [B, out]``."""
     widths = [in_features] + [hidden_features] * (num_linear - 1) + [out_features]
     layers: list[nn.Module] = []
     for width_in, width_out in zip(widths[:-1], widths[1:]):
         layers += [nn.Linear(width_in, width_out), nn.ReLU()]
-    return nn.Sequential(*layers)
+    return nn.Sequential(*(layers if last_relu else layers[:-1]))
+
+
+def dead_share(codes: Tensor) -> float:
+    """The share of dimensions of ``codes [N, D]`` that are exactly zero for every one of the N rows
+    (N >= 2): a dead ReLU dimension carries nothing and, inside a product, passes no gradient back."""
+    if codes.dim() != 2 or codes.shape[0] < 2:
+        raise ValueError(f"dead_share needs codes [N >= 2, D], got {tuple(codes.shape)}")
+    return float((codes == 0).all(dim=0).double().mean())
 
 
 class PostActivationResidualBlock(nn.Module):
@@ -292,6 +312,8 @@ class COCOFUNITGenerator(nn.Module):
         num_downsamples_content: stride-2 stages of the content encoder (= decoder upsamplings).
         num_downsamples_style: stride-2 stages of the style encoder (>= 2).
         content_conditioned: COCO-FUNIT (True) or FUNIT (False).
+        style_bias_init: standard deviation of the CSB's N(0, s^2) initialisation (reference: 1).
+        code_last_relu: ReLU after the last layer of the content and style MLPs (reference: True).
     """
 
     def __init__(
@@ -307,6 +329,8 @@ class COCOFUNITGenerator(nn.Module):
         num_downsamples_content: int = 4,
         num_downsamples_style: int = 5,
         content_conditioned: bool = True,
+        style_bias_init: float = 1.0,
+        code_last_relu: bool = True,
     ) -> None:
         super().__init__()
         self.style_dims = style_dims
@@ -318,15 +342,16 @@ class COCOFUNITGenerator(nn.Module):
                                     num_adain_res_blocks)
         self.adain_mlp = relu_mlp(style_dims, num_filters_mlp, num_filters_mlp, max(2, num_mlp_blocks - 1))
         if content_conditioned:
-            self.constant_style_bias = nn.Parameter(torch.randn(1, usb_dims))  # CSB, [1, U]
-            self.content_mlp = relu_mlp(content_channels, num_filters_mlp, style_dims, 2)
-            self.style_mlp = relu_mlp(style_dims + usb_dims, num_filters_mlp, style_dims, 2)
+            csb = torch.randn(1, usb_dims)
+            self.constant_style_bias = nn.Parameter(csb if style_bias_init == 1.0 else csb * style_bias_init)  # [1, U]
+            self.content_mlp = relu_mlp(content_channels, num_filters_mlp, style_dims, 2, code_last_relu)
+            self.style_mlp = relu_mlp(style_dims + usb_dims, num_filters_mlp, style_dims, 2, code_last_relu)
 
     @classmethod
     def from_config(cls, cfg: COCOFUNITModelConfig) -> COCOFUNITGenerator:
         return cls(cfg.image_channels, cfg.num_filters, cfg.num_filters_mlp, cfg.style_dims, cfg.usb_dims,
                    cfg.num_res_blocks, cfg.num_adain_res_blocks, cfg.num_mlp_blocks, cfg.num_downsamples_content,
-                   cfg.num_downsamples_style, cfg.content_conditioned)
+                   cfg.num_downsamples_style, cfg.content_conditioned, cfg.style_bias_init, cfg.code_last_relu)
 
     def encode_content(self, images: Tensor) -> Tensor:
         """``[B, C, H, W]`` -> content code ``[B, C_c, H / 2**n, W / 2**n]``."""
@@ -371,11 +396,23 @@ class COCOFUNITGenerator(nn.Module):
         """content ``[B, C_c, h, w]``, style code ``[B, S]`` -> images ``[B, C, H, W]`` in [-1, 1]."""
         return self.decoder(content, self.adain_mlp(style_code))
 
-    def forward(self, content_images: Tensor, style_images: Tensor) -> Tensor:
+    def forward(
+        self, content_images: Tensor, style_images: Tensor, reconstruct: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
         """Translate: content images ``[B, C, H, W]``, style images ``[B, C, H', W']`` or K per example
-        ``[B, K, C, H', W']`` -> ``[B, C, H, W]`` in [-1, 1]."""
-        content = self.encode_content(content_images)
-        return self.decode(content, self.style_code(content, style_images))
+        ``[B, K, C, H', W']`` -> ``[B, C, H, W]`` in [-1, 1].
+
+        With ``reconstruct=True`` (the training step): ``(images [2B, C, H, W], style codes [2B, S])``,
+        rows 0..B-1 the translations, rows B..2B-1 the reconstructions ``G(x, x)``; the content is
+        encoded once for both halves and each content image's raw style once.
+        """
+        content = self.encode_content(content_images)  # [B, C_c, h, w]
+        if not reconstruct:
+            return self.decode(content, self.style_code(content, style_images))
+        raw = torch.cat([self.raw_style(style_images), self.encode_style(content_images)])  # [2B, S]
+        doubled = torch.cat([content, content])  # [2B, C_c, h, w]
+        codes = self.style_code(doubled, raw)  # [2B, S]
+        return self.decode(doubled, codes), codes
 
     @staticmethod
     def interpolate_style(code_a: Tensor, code_b: Tensor, alpha: float | Tensor) -> Tensor:

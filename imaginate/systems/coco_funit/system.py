@@ -32,6 +32,7 @@ from imaginate.systems.coco_funit.model import (
     COCOFUNITDiscriminator,
     COCOFUNITGenerator,
     COCOFUNITModelConfig,
+    dead_share,
     small_model_config,
 )
 
@@ -46,6 +47,7 @@ class COCOFUNITDataConfig:
             e.g. Animal Faces, plus a seen / unseen split file).
         images_per_species: training images rendered per seen species (species only).
         seed: the seed of the species contents (species only).
+        plain_background: species drawn on a uniform grey instead of varied backgrounds (species only).
         root: the image folder (image_folder only).
         split_file: the seen / unseen class split (image_folder only; see ``imaginate.data.class_split``).
 
@@ -56,6 +58,7 @@ class COCOFUNITDataConfig:
     name: str = "species"
     images_per_species: int = 200
     seed: int = 0
+    plain_background: bool = False
     root: str | None = None
     split_file: str | None = None
 
@@ -118,6 +121,7 @@ class COCOFUNITEvalConfig:
         classifier_steps / mask_net_steps: training steps of those helper networks.
         batch_size: images per forward pass.
         cache_dir: where the helper networks are cached on disk ("" = in memory only).
+        mfid: also compute per-class FID (needs many samples per class to be stable).
     """
 
     shots: list[int] = field(default_factory=lambda: [1, 5])
@@ -128,6 +132,7 @@ class COCOFUNITEvalConfig:
     mask_net_steps: int = 400
     batch_size: int = 50
     cache_dir: str = ""
+    mfid: bool = True
 
     def __post_init__(self) -> None:
         if not self.shots or any(k < 1 for k in self.shots):
@@ -190,7 +195,7 @@ class FewShotTrainData:
         if cfg.name == "species":
             if channels != 3:
                 raise ConfigError(f"model.image_channels: species images are RGB (3), got {channels}")
-            self.species = load_species("seen", cfg.images_per_species, image_size, cfg.seed)
+            self.species = load_species("seen", cfg.images_per_species, image_size, cfg.seed, cfg.plain_background)
             self.labels = self.species.labels
             self.class_names = list(self.species.class_names)
         else:
@@ -214,6 +219,25 @@ class FewShotTrainData:
             return self._arrays[flat]
         assert self.folder is not None
         return torch.stack([self.folder[int(i)][0] for i in flat])
+
+
+def collapse_monitor(images: Tensor, codes: Tensor) -> dict[str, float]:
+    """The style path's known failure mode, as training scalars.
+
+    Args:
+        images: ``[2B, C, H, W]``, the translations ``G(x_a, x_b)`` then the reconstructions ``G(x_a, x_a)``.
+        codes: ``[2B, S]``, their style codes.
+
+    Returns:
+        ``dead_style_code``: share of style-code dimensions that are zero for every image of the batch
+        (1 = the code is dead: the output no longer depends on the style image, and no gradient can
+        revive it through the product of ReLUs); ``style_sensitivity``: mean absolute difference
+        between translation and reconstruction of the same content, which differ only in the style
+        image (0 = the style is ignored).
+    """
+    bsz = images.shape[0] // 2
+    return {"dead_style_code": dead_share(codes.float()),
+            "style_sensitivity": float((images[:bsz] - images[bsz:]).abs().mean())}
 
 
 class COCOFUNITSystem(System):
@@ -312,9 +336,9 @@ class COCOFUNITSystem(System):
         w = self.cfg.loss
         content, style, a, b = batch["content"], batch["style"], batch["content_label"], batch["style_label"]
         bsz, shots = style.shape[:2]
-        # one G call: rows 0..B-1 translate (style b), rows B..2B-1 reconstruct (the content is its own style)
-        as_style = content[:, None].expand(-1, shots, -1, -1, -1)
-        images = self.generator(torch.cat([content, content]), torch.cat([style, as_style]))  # [2B, C, H, W]
+        # one G call, the content encoded once: rows 0..B-1 translate (style b), rows B..2B-1
+        # reconstruct (the content is its own style); codes [2B, S] are the style codes of both halves
+        images, codes = self.generator(content, style, reconstruct=True)  # [2B, C, H, W], [2B, S]
         reconstruction = images[bsz:]  # the translation x_ab is images[:bsz]
         with torch.no_grad():  # feature-matching target: D's pooled features of the style images
             _, real_features = self.discriminator(style.flatten(0, 1), b.repeat_interleave(shots))
@@ -325,7 +349,8 @@ class COCOFUNITSystem(System):
         recon = F.l1_loss(reconstruction, content)
         loss = w.gan * gan + w.feature_matching * matching + w.reconstruction * recon
         logs = {"g_gan": gan, "feature_matching": matching, "reconstruction": recon}
-        return loss, {k: float(v.detach()) for k, v in logs.items()}
+        out = {k: float(v.detach()) for k, v in logs.items()}
+        return loss, out | collapse_monitor(images.detach(), codes.detach())
 
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
         # 1. D step (G's output detached).
@@ -368,7 +393,8 @@ class COCOFUNITSystem(System):
 
     def sample(self) -> dict[str, Tensor]:
         """A grid: content rows (seen classes) x style columns (one image per unseen class), the content
-        images in the first column and the style images in the first row."""
+        images in the first column and the style images in the first row; and the content images over
+        their reconstructions."""
         from imaginate.systems.coco_funit.evaluation import sample_pairs
 
         content, style = sample_pairs(self, rows=4, columns=5)  # [R, C, H, W], [S, C, H, W]
@@ -378,7 +404,10 @@ class COCOFUNITSystem(System):
         tiles = [blank, style]
         for r in range(rows):
             tiles += [content[r:r + 1], translations[r * cols:(r + 1) * cols]]
-        return {"content_by_style": make_grid(torch.cat(tiles), nrow=cols + 1)}
+        # same-image reconstruction G(x, x): check it resembles x before judging any translation
+        reconstruction = self.translate(content, content)
+        return {"content_by_style": make_grid(torch.cat(tiles), nrow=cols + 1),
+                "reconstruction": make_grid(torch.cat([content, reconstruction]), nrow=rows)}
 
     def evaluate(self) -> dict[str, float]:
         from imaginate.systems.coco_funit.evaluation import evaluate_system
