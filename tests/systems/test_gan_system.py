@@ -57,3 +57,41 @@ def test_conditioning_changes_the_output():
     a = gen(z, torch.zeros(4, dtype=torch.long))
     b = gen(z, torch.full((4,), 7, dtype=torch.long))
     assert a.shape == (4, 1, 28, 28) and not torch.allclose(a, b)
+
+
+def test_r1_is_taken_through_the_augmentation_that_d_sees():
+    """With DiffAugment, the R1 penalty differentiates D(augment(x)) at the real x: the augmentation runs
+    once more in a step with R1 (before the fix R1 saw un-augmented reals: 3 calls, not 4)."""
+    system = _system(["gan.diffaugment=color", "gan.r1_gamma=1.0", "gan.r1_interval=1", "train.batch_size=8",
+                      "model.g_width=8", "model.d_width=8"])
+    calls = []
+    augment = system.augment
+
+    def counting(x):
+        calls.append(x.shape[0])
+        return augment(x)
+
+    system.augment = counting
+    logs = system.train_step(system.train_batch(0))
+    assert "r1" in logs and len(calls) == 4  # D step: real, fake, R1's real; G step: fake
+
+
+def test_ema_generator_uses_batch_norm_statistics_of_its_own_weights():
+    """The EMA copy's BN running statistics are re-estimated from its own activations, not the trained G's."""
+    system = _system(["gan.ema_beta=0.99", "gan.ema_warmup=0", "gan.lr_g=0.01", "train.batch_size=16",
+                      "model.g_width=8", "model.d_width=8"])
+    for step in range(5):
+        system.train_step(system.train_batch(step))
+    raw = unwrap(system.generator)
+    net = system.eval_generator
+    bn_ema = net.to_image[0]
+    # the reference: the EMA weights' own activation mean at the last BN, on fresh latents
+    captured = []
+    handle = bn_ema.register_forward_hook(lambda m, args, out: captured.append(args[0].mean(dim=(0, 2, 3))))
+    with torch.no_grad():
+        labels = torch.arange(512) % len(system.class_names)
+        net(torch.randn(512, system.cfg.model.z_dim, generator=torch.Generator().manual_seed(1)), labels)
+    handle.remove()
+    own = captured[0]
+    assert not net.training and not torch.allclose(raw.to_image[0].running_mean, own, atol=0.05)
+    torch.testing.assert_close(bn_ema.running_mean, own, atol=0.05, rtol=0.1)

@@ -180,8 +180,10 @@ class GANSystem(System):
                           self.discriminator(self._aug(fake), labels))
             logs = {}
             if g.r1_gamma > 0:
+                # the penalty is on the D that training uses: D(augment(x)), differentiated at the real x
                 r1 = lazy_penalty(self.step, g.r1_interval,
-                                  lambda: r1_penalty(self.discriminator, real, g.r1_gamma, labels))
+                                  lambda: r1_penalty(lambda x, y: self.discriminator(self._aug(x), y), real,
+                                                     g.r1_gamma, labels))
                 if r1 is not None:
                     loss, logs["r1"] = loss + r1, float(r1) / g.r1_interval
             if g.gp_weight > 0:
@@ -202,8 +204,43 @@ class GANSystem(System):
     # -- looking at it ------------------------------------------------------------------------
     @property
     def eval_generator(self) -> torch.nn.Module:
-        """The EMA generator when there is one (evaluation and samples), else the trained one."""
-        return self.ema.module if self.ema is not None else unwrap(self.generator)
+        """The EMA generator when there is one (evaluation and samples), else the trained one.
+
+        The EMA copy averages the weights only; its batch-norm running statistics would be the trained
+        generator's (``ModelEMA`` copies buffers), which do not match the averaged weights. So they are
+        re-estimated from the EMA generator's own activations whenever the average has moved since.
+        """
+        if self.ema is None:
+            return unwrap(self.generator)
+        updates = int(self.ema.num_updates)
+        if getattr(self, "_bn_calibrated_at", None) != updates:
+            self.recalibrate_batch_norm(self.ema.module)
+            self._bn_calibrated_at = updates
+        return self.ema.module
+
+    @torch.no_grad()
+    def recalibrate_batch_norm(self, net: torch.nn.Module, batches: int = 8, batch_size: int = 64,
+                               seed: int = 12345) -> None:
+        """Reset ``net``'s batch-norm running statistics to the plain average over ``batches`` batches of
+        its own activations (fixed latents from ``seed``, labels cycling through the classes)."""
+        norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        if not norms:
+            return
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average
+        gen = torch.Generator().manual_seed(seed)
+        device = next(net.parameters()).device
+        was_training = net.training
+        net.train()
+        for i in range(batches):
+            labels = (torch.arange(batch_size) + i * batch_size) % len(self.class_names)
+            z = torch.randn(batch_size, self.cfg.model.z_dim, generator=gen)
+            net(z.to(device), labels.to(device))
+        net.train(was_training)
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
 
     def generate(self, labels: torch.Tensor, seed: int = 0) -> torch.Tensor:
         """Images [N, C, H, W] in [0, 1] for ``labels`` [N], with latents drawn from ``seed``."""
