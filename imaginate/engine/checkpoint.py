@@ -75,6 +75,19 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1][1] if found else None
 
 
+def remove_partial_checkpoints(run_dir: Path) -> list[Path]:
+    """Delete the temporary files of checkpoint writes that a crash interrupted (``.step_XXXXXXXX.pt.*``,
+    never renamed into place, so never a checkpoint); returns what was removed."""
+    folder = run_dir / "checkpoints"
+    removed = []
+    if folder.is_dir():
+        for p in folder.iterdir():
+            if p.name.startswith(".step_") and re.match(r"\.step_\d{8}\.pt\.", p.name) and p.is_file():
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
+
+
 def prune_checkpoints(run_dir: Path, keep: int) -> None:
     for _, p in list_checkpoints(run_dir)[:-keep]:
         p.unlink(missing_ok=True)

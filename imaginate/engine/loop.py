@@ -23,6 +23,7 @@ from imaginate.engine.checkpoint import (
     latest_checkpoint,
     newest_readable_checkpoint,
     prune_checkpoints,
+    remove_partial_checkpoints,
     restore_rng,
     save_checkpoint,
 )
@@ -121,16 +122,26 @@ def nonfinite_weight(module: torch.nn.Module, state: dict[str, Any]) -> str | No
 
 def _restore(system: System, ckpt: dict[str, Any], path: Path, env: DistEnv) -> int:
     load_modules(system, ckpt, path)
-    for name, opt in system.optimizers.items():
-        opt.load_state_dict(ckpt["optimizers"][name])
-    for name, sched in system.schedulers.items():
-        sched.load_state_dict(ckpt["schedulers"][name])
-    for name, state in ckpt.get("scalers", {}).items():
-        system.ctx._scaler(name).load_state_dict(state)
-    rngs = ckpt["rng"]
-    restore_rng(rngs[env.rank] if env.rank < len(rngs) else rngs[0])
-    system.load_extra_state(ckpt.get("extra", {}))
-    return int(ckpt["step"])
+    part = "optimizer"
+    try:  # a checkpoint that loads but was written by another run: one line naming the part
+        for name, opt in system.optimizers.items():
+            part = f"optimizer '{name}'"
+            opt.load_state_dict(ckpt["optimizers"][name])
+        for name, sched in system.schedulers.items():
+            part = f"scheduler '{name}'"
+            sched.load_state_dict(ckpt["schedulers"][name])
+        for name, state in ckpt.get("scalers", {}).items():
+            part = f"AMP scaler '{name}'"
+            system.ctx._scaler(name).load_state_dict(state)
+        part = "RNG state"
+        rngs = ckpt["rng"]
+        restore_rng(rngs[env.rank] if env.rank < len(rngs) else rngs[0])
+        part = "extra state"
+        system.load_extra_state(ckpt.get("extra", {}))
+        return int(ckpt["step"])
+    except (KeyError, ValueError, RuntimeError, TypeError, IndexError, AttributeError) as exc:
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise CheckpointError(f"{path}: the {part} state does not fit this run ({detail})") from None
 
 
 def _inspect(system: System, method: str, seed: int) -> Any:
@@ -212,6 +223,8 @@ def run_training(spec: SystemSpec, cfg: Any, run_dir: Path, resume: bool = False
     if resume:
         logger.truncate_after(start)
         if env.is_main:
+            for partial in remove_partial_checkpoints(run_dir):
+                print(f"removed a partly written checkpoint left by a crash: {partial.name}", file=sys.stderr)
             print(f"resuming {spec.name} from {previous} (step {start})")
 
     # 4. The loop.

@@ -115,3 +115,19 @@ def test_cuda_without_cuda_is_a_config_error(tmp_path, capsys, monkeypatch):
     assert main(["train", "classify", "--out", str(tmp_path / "r"), "train.steps=1", "train.device=cuda"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "train.device" in err[0] and "no CUDA" in err[0]
+
+
+@pytest.mark.parametrize("part", ["optimizers", "rng"])
+def test_a_checkpoint_whose_optimizer_or_rng_does_not_fit_is_one_line(part, tmp_path, capsys):
+    spec, cfg = _cfg(["train.steps=5"])
+    run_training(spec, cfg, tmp_path / "run", progress=False)
+    ckpt_path = list_checkpoints(tmp_path / "run")[-1][1]
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    ckpt[part] = {} if part == "optimizers" else [{"torch": torch.zeros(3)}]
+    torch.save(ckpt, ckpt_path)
+    before = (tmp_path / "run" / "config.yaml").read_bytes()
+    capsys.readouterr()
+    assert main(["train", "classify", "--out", str(tmp_path / "run"), "--resume", *OVERRIDES, "train.steps=8"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and ckpt_path.name in err[0] and ("optimizer" in err[0] or "RNG" in err[0]), err
+    assert (tmp_path / "run" / "config.yaml").read_bytes() == before
