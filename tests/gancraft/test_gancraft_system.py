@@ -45,11 +45,12 @@ def tiny_run(tmp_path_factory):
     return run_dir
 
 
-def test_tiny_preset_trains_20_steps_with_finite_losses(tmp_path):
-    metrics = train(tmp_path / "run", 20)
+def test_tiny_preset_trains_8_steps_on_fresh_views_with_finite_losses(tmp_path):
+    metrics = train(tmp_path / "run", 8)
     rows = [r for r in read_metrics(tmp_path / "run") if r["split"] == "train"]
-    assert len(rows) == 20
-    for key in ("discriminator_loss", "generator_loss", "l2", "perceptual", "g_gan", "kl", "d_real", "d_fake"):
+    assert len(rows) == 8
+    for key in ("discriminator_loss", "generator_loss", "l2", "perceptual", "g_gan", "kl", "d_real", "d_fake",
+                "render_sky_fraction", "view_sky_fraction"):
         assert all(math.isfinite(r[key]) for r in rows), key
     assert metrics["view_cells"] > 0 and math.isfinite(metrics["view_std_spade"])
     assert (tmp_path / "run" / "samples").is_dir() and any((tmp_path / "run" / "samples").iterdir())

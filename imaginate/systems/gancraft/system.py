@@ -2,8 +2,11 @@
 
 Data (built in memory on first use, from the config alone):
 
-- the training world (``data.world_file`` or a procedural world of ``data.world_seed``), ``data.num_views``
-  random valid views of it, ray cast once (first ``model.max_hits`` hits) and kept;
+- the training world (``data.world_file`` or a procedural world of ``data.world_seed``);
+- training views: with ``data.view_sampling=fresh`` (default, the paper's) every step draws new random
+  valid cameras, ray casts them (first ``model.max_hits`` hits) and makes their pseudo-GT with a new random
+  style (``views.ViewSampler``; nothing kept between steps); ``fixed`` casts ``data.num_views`` views once
+  and keeps them. ``eval_views`` fixed views serve the samples, the style mean and the evaluation;
 - pseudo ground truth: a frozen SPADE translator (``pseudo_gt.py``) applied to each view's segmentation.
   The translator is read from ``data.translator_file``, or trained at the start of the run on
   (segmentation, photo) pairs of other procedural worlds (``data.translator_steps``) and kept as the
@@ -65,7 +68,7 @@ from imaginate.systems.gancraft.pseudo_gt import (
     style_vector,
     train_pseudo_gt,
 )
-from imaginate.systems.gancraft.views import cast_views, hits_of, render_views
+from imaginate.systems.gancraft.views import ViewSampler, cast_views, hits_of, render_views
 
 PHOTO_WORLD_SEED_BASE = 900_000  # "real photo" worlds; training worlds stay below, translator pairs above 1e6
 PHOTO_STREAM = 7919  # offsets the photo batch stream's seed from the view stream's
@@ -77,7 +80,9 @@ class GANcraftDataConfig:
         world_size: ``[X, Y, Z]`` of the procedural training world (ignored with ``world_file``).
         world_seed: its seed (0 .. 899999).
         world_file: a ``.npy`` block grid to train on instead (``imaginate.data.blockworld.load_world``).
-        num_views: random valid training views (ray cast once, kept in memory).
+        view_sampling: ``fresh``: new random views every step (the paper); ``fixed``: ``num_views`` views cast
+            once and kept (336 bytes per pixel).
+        num_views: the fixed views (``view_sampling=fixed``).
         image_size: view, photo and pseudo-GT size in pixels.
         photo_worlds / photos_per_world: the unpaired "real" photos (other worlds, random lighting).
         photo_seed: picks the photo worlds and views.
@@ -92,6 +97,7 @@ class GANcraftDataConfig:
     world_size: list[int] = field(default_factory=lambda: [64, 32, 64])
     world_seed: int = 1
     world_file: str = ""
+    view_sampling: str = "fresh"
     num_views: int = 256
     image_size: int = 64
     photo_worlds: int = 8
@@ -118,6 +124,7 @@ class GANcraftDataConfig:
             if getattr(self, key) < 0:
                 raise ValueError(f"data.{key}: must be >= 0, got {getattr(self, key)}")
         check_choice("data.pseudo_gt_style", self.pseudo_gt_style, ("random", "mean"))
+        check_choice("data.view_sampling", self.view_sampling, ("fresh", "fixed"))
 
 
 @dataclass
@@ -205,27 +212,30 @@ def build_world(cfg: GANcraftDataConfig) -> BlockWorld:
 
 
 class GANcraftTrainData:
-    """The training views (rays, hits, labels, pseudo-GT) and the unpaired photos, in memory.
+    """Fixed views (rays, hits, labels, pseudo-GT) and the unpaired photos, in memory.
 
     Args:
         cfg: the data config.
         world: the training world.
         translator: the trained, frozen translator.
         max_hits: hits kept per ray.
+        num_views: how many fixed views (``data.num_views`` for fixed-view training, ``eval_views`` for the
+            samples and evaluation of fresh-view training).
     """
 
-    def __init__(self, cfg: GANcraftDataConfig, world: BlockWorld, translator: SPADETranslator, max_hits: int) -> None:
+    def __init__(self, cfg: GANcraftDataConfig, world: BlockWorld, translator: SPADETranslator, max_hits: int,
+                 num_views: int) -> None:
         size = cfg.image_size
-        cameras = random_valid_poses(world, cfg.num_views, size, size, seed=cfg.world_seed)
+        cameras = random_valid_poses(world, num_views, size, size, seed=cfg.world_seed)
         self.views = cast_views(world, cameras, max_hits)  # [N, ...]
         self.labels = label_map(hits_of(self.views))  # [N, H, W]
         styles = None
         if cfg.pseudo_gt_style == "random" and translator.style_dim:
             styles = torch.stack([style_vector(PhotoStyle.random(cfg.world_seed * 1000 + i))
-                                  for i in range(cfg.num_views)])
+                                  for i in range(num_views)])
         self.pseudo_gt = torch.cat([apply_pseudo_gt(translator, self.labels[i:i + 32],
                                                     None if styles is None else styles[i:i + 32]).cpu()
-                                    for i in range(0, cfg.num_views, 32)])  # [N, 3, H, W] in [-1, 1]
+                                    for i in range(0, num_views, 32)])  # [N, 3, H, W] in [-1, 1]
         photos, photo_labels = [], []
         for w in range(cfg.photo_worlds):
             seed = PHOTO_WORLD_SEED_BASE + 100 * cfg.photo_seed + w
@@ -280,6 +290,7 @@ class GANcraftSystem(System):
             self.perceptual = offline_perceptual_loss(num_scales=3)
         self.perceptual.to(ctx.device)
         self._data: GANcraftTrainData | None = None
+        self._sampler: ViewSampler | None = None
 
     # -- data ---------------------------------------------------------------------------------
     def ensure_translator(self) -> SPADETranslator:
@@ -303,19 +314,32 @@ class GANcraftSystem(System):
     @property
     def data(self) -> GANcraftTrainData:
         if self._data is None:
-            self._data = GANcraftTrainData(self.cfg.data, self.world, self.ensure_translator(),
-                                           self.cfg.model.max_hits)
+            d = self.cfg.data
+            count = d.num_views if d.view_sampling == "fixed" else self.cfg.eval_views
+            self._data = GANcraftTrainData(d, self.world, self.ensure_translator(), self.cfg.model.max_hits, count)
         return self._data
+
+    @property
+    def sampler(self) -> ViewSampler:
+        if self._sampler is None:
+            d = self.cfg.data
+            self._sampler = ViewSampler(self.world, d.image_size, self.cfg.model.max_hits, self.ensure_translator(),
+                                        d.pseudo_gt_style == "random", self.ctx.seed)
+        return self._sampler
 
     def train_batch(self, step: int) -> dict[str, Tensor]:
         """Views (rays, hits, ``labels``, ``pseudo_gt``) and unpaired ``photo`` / ``photo_labels``, ``[B, ...]``."""
         data = self.data
-        view = self.ctx.batch_indices(step, len(data))  # [B]
         photo = global_batch_indices(step, len(data.photos), self.ctx.global_batch, self.ctx.seed + PHOTO_STREAM)
         photo = rank_share(photo, self.ctx.env.rank, self.ctx.env.world_size)
-        batch = {k: v[view] for k, v in data.views.items()}
-        batch |= {"labels": data.labels[view], "pseudo_gt": data.pseudo_gt[view],
-                  "photo": data.photos[photo], "photo_labels": data.photo_labels[photo]}
+        if self.cfg.data.view_sampling == "fresh":
+            share = rank_share(torch.arange(self.ctx.global_batch), self.ctx.env.rank, self.ctx.env.world_size)
+            batch = self.sampler.views(step, share.tolist())
+        else:
+            view = self.ctx.batch_indices(step, len(data))  # [B]
+            batch = {k: v[view] for k, v in data.views.items()}
+            batch |= {"labels": data.labels[view], "pseudo_gt": data.pseudo_gt[view]}
+        batch |= {"photo": data.photos[photo], "photo_labels": data.photo_labels[photo]}
         return {k: v.to(self.ctx.device) for k, v in batch.items()}
 
     # -- updates ------------------------------------------------------------------------------
@@ -345,7 +369,10 @@ class GANcraftSystem(System):
         gan = oasis_real_loss(self.discriminator(rgb), batch["labels"])
         kl = gaussian_kl(mu, logvar)
         loss = w.l2 * l2 + w.perceptual * perceptual + (w.gan_photo + w.gan_pseudo_gt) * gan + w.kl * kl
-        logs = {"l2": l2, "perceptual": perceptual, "g_gan": gan, "kl": kl}
+        # failure modes: render_sky_fraction -> 1 = the blocks went transparent; view_sky_fraction: sky-heavy views
+        logs = {"l2": l2, "perceptual": perceptual, "g_gan": gan, "kl": kl,
+                "render_sky_fraction": out["sky_fraction"].mean(),
+                "view_sky_fraction": (batch["labels"] == 0).float().mean()}
         return loss, {k: float(v.detach()) for k, v in logs.items()}
 
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:

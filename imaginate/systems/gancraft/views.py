@@ -1,12 +1,19 @@
 """Views of a block world for GANcraft: rays and hits of a camera list, kept as plain tensors (so they
-batch and split like any other data), and the generator's renders of them."""
+batch and split like any other data), the generator's renders of them, and ``ViewSampler``: fresh
+random views (with their pseudo ground truth) for every training step."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from imaginate.data.blockworld import BlockWorld, PinholeCamera, RayHits, ray_voxel_intersections
+from imaginate.data.blockworld import (
+    BlockWorld,
+    PinholeCamera,
+    RayHits,
+    random_valid_poses,
+    ray_voxel_intersections,
+)
 from imaginate.systems.gancraft.model import GANcraftGenerator
 
 HIT_FIELDS = ("block_ids", "voxels", "entry_depth", "exit_depth", "normals")
@@ -41,3 +48,51 @@ def render_views(generator: GANcraftGenerator, views: dict[str, Tensor], style_c
         frames.append(((rgb.float().cpu() + 1) / 2).clamp(0, 1))
     generator.train(was_training)
     return torch.cat(frames)
+
+
+def view_seed(seed: int, step: int, index: int) -> int:
+    """The seed of the ``index``-th view of the global batch of ``step`` (independent of the process count)."""
+    return ((seed % 1_000_003) * 1_000_033 + step) * 4096 + index
+
+
+class ViewSampler:
+    """Fresh training views every step, as the paper trains: for each view of a step's global batch a
+    random valid camera (``random_valid_poses``: entropy / depth / sky rejection), its rays and hits cast
+    now, its segmentation, and its pseudo ground truth from the frozen translator with a random lighting
+    style drawn for this view. Nothing is kept between steps (memory flat in the number of views seen);
+    a view depends only on ``(seed, step, index in the global batch)``, so resumed runs and any process
+    count see the same views.
+
+    Args:
+        world: the training world.
+        image_size: view size in pixels.
+        max_hits: hits kept per ray.
+        translator: the frozen pseudo-GT translator.
+        random_style: a random ``PhotoStyle`` per view (else the translator's mean style).
+        seed: the run's seed.
+    """
+
+    def __init__(self, world: BlockWorld, image_size: int, max_hits: int, translator, random_style: bool,
+                 seed: int) -> None:
+        self.world, self.size, self.max_hits = world, image_size, max_hits
+        self.translator, self.random_style, self.seed = translator, random_style, seed
+
+    def cameras(self, step: int, indices: list[int]) -> list[PinholeCamera]:
+        """The cameras of views ``indices`` of the global batch of ``step``."""
+        return [random_valid_poses(self.world, 1, self.size, self.size, seed=view_seed(self.seed, step, i))[0]
+                for i in indices]
+
+    @torch.no_grad()
+    def views(self, step: int, indices: list[int]) -> dict[str, Tensor]:
+        """``cast_views`` fields plus ``labels [B, H, W]`` and ``pseudo_gt [B, 3, H, W]`` in [-1, 1] (CPU)."""
+        from imaginate.data.blockworld import PhotoStyle, label_map
+        from imaginate.systems.gancraft.pseudo_gt import apply_pseudo_gt, style_vector
+
+        views = cast_views(self.world, self.cameras(step, indices), self.max_hits)
+        labels = label_map(hits_of(views))  # [B, H, W]
+        styles = None
+        if self.random_style and self.translator.style_dim:
+            styles = torch.stack([style_vector(PhotoStyle.random(view_seed(self.seed, step, i) % 2**32))
+                                  for i in indices])
+        pseudo = apply_pseudo_gt(self.translator, labels, styles).cpu()
+        return views | {"labels": labels, "pseudo_gt": pseudo}
