@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from imaginate.optim.multi_tensor import foreach_normalised_gradient, slabs
+
 BETA = 0.999  # second-moment decay; the paper and the reference implementation fix it
 INIT_MODES = ("round", "random")
 
@@ -86,6 +88,8 @@ class Madam(torch.optim.Optimizer):
         p_scale: weights are kept within ``p_scale`` times their initial RMS, per tensor.
         g_bound: clamp for ``|g_hat|``; None disables it. It matters only after ~100 steps, since the
             bias correction keeps ``|g_hat| <= sqrt((1 - BETA**t) / (1 - BETA))`` (about ``sqrt(t)``).
+        foreach: True (default): the multi-tensor step over slabs (:mod:`imaginate.optim.multi_tensor`);
+            False: the per-tensor reference step. Both give the same bits.
     """
 
     def __init__(
@@ -94,9 +98,10 @@ class Madam(torch.optim.Optimizer):
         lr: float = 0.01,
         p_scale: float = 3.0,
         g_bound: float | None = 10.0,
+        foreach: bool = True,
     ) -> None:
         _check_common("lr", lr, p_scale, g_bound)
-        super().__init__(params, dict(lr=lr, p_scale=p_scale, g_bound=g_bound))
+        super().__init__(params, dict(lr=lr, p_scale=p_scale, g_bound=g_bound, foreach=bool(foreach)))
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
@@ -109,6 +114,7 @@ class Madam(torch.optim.Optimizer):
         loss = evaluate_closure(closure)
 
         for group in self.param_groups:
+            params = []
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -120,10 +126,32 @@ class Madam(torch.optim.Optimizer):
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
                 state["step"] += 1
+                if group.get("foreach", True):
+                    params.append(p)
+                    continue
                 g_hat = _normalised_gradient(grad, state["exp_avg_sq"], state["step"], group["g_bound"])
                 p.mul_(torch.exp(-group["lr"] * g_hat * torch.sign(p)))
                 p.clamp_(-state["max"], state["max"])
+            if params:
+                self._foreach_step(params, group)
         return loss
+
+    def _foreach_step(self, params: list[torch.Tensor], group: dict[str, Any]) -> None:
+        """The per-tensor update, op for op, over slabs of views (see :mod:`imaginate.optim.multi_tensor`)."""
+        states = [self.state[p] for p in params]
+        grads = [p.grad for p in params]
+        for slab in slabs([params, grads, [s["exp_avg_sq"] for s in states]]):
+            ps, gs, vs = slab.views
+            owners = [states[i] for i in slab.owners]
+            g_hats = foreach_normalised_gradient(gs, vs, [1 - BETA ** s["step"] for s in owners],
+                                                 group["g_bound"], BETA)
+            torch._foreach_mul_(g_hats, -group["lr"])
+            torch._foreach_mul_(g_hats, torch._foreach_sign(ps))  # -lr * g_hat * sign(p)
+            torch._foreach_exp_(g_hats)
+            torch._foreach_mul_(ps, g_hats)
+            maxes = [s["max"] for s in owners]
+            torch._foreach_clamp_min_(ps, [-m for m in maxes])
+            torch._foreach_clamp_max_(ps, maxes)
 
 
 def _lns_code_dtype(levels: int) -> torch.dtype:
@@ -182,6 +210,9 @@ class IntegerMadam(torch.optim.Optimizer):
         g_bound: clamp for ``|g_hat|``; None disables it.
         init: "round" (start from the rounded initial magnitudes) or "random" (uniform ``n``).
         generator: random source for ``init="random"``; None uses torch's global generator.
+        foreach: True (default): the multi-tensor step over slabs, with the weights decoded through a
+            per-tensor table of the ``levels`` magnitudes; False: the per-tensor reference step. Both
+            give the same bits.
     """
 
     _INTEGER_STATE = ("sign", "exponent")
@@ -196,9 +227,11 @@ class IntegerMadam(torch.optim.Optimizer):
         g_bound: float | None = 10.0,
         init: str = "round",
         generator: torch.Generator | None = None,
+        foreach: bool = True,
     ) -> None:
         defaults = dict(
-            lr_factor=lr_factor, base_lr=base_lr, levels=levels, p_scale=p_scale, g_bound=g_bound, init=init
+            lr_factor=lr_factor, base_lr=base_lr, levels=levels, p_scale=p_scale, g_bound=g_bound, init=init,
+            foreach=bool(foreach),
         )
         self._check_group(defaults)
         self.generator = generator
@@ -249,6 +282,7 @@ class IntegerMadam(torch.optim.Optimizer):
 
         for group in self.param_groups:
             levels = group["levels"]
+            params = []
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -258,6 +292,9 @@ class IntegerMadam(torch.optim.Optimizer):
                     state.update(self._init_state(p, group))
 
                 state["step"] += 1
+                if group.get("foreach", True):
+                    params.append(p)
+                    continue
                 g_hat = _normalised_gradient(grad, state["exp_avg_sq"], state["step"], group["g_bound"])
                 # integer move of n, in at least float32 so half-precision rounding cannot bias it;
                 # clamped to +-(levels - 1) first (no effect on the result) so int32 cannot overflow
@@ -267,7 +304,31 @@ class IntegerMadam(torch.optim.Optimizer):
                 exponent = (state["exponent"].to(torch.int32) + move).clamp_(0, levels - 1)
                 state["exponent"] = exponent.to(state["exponent"].dtype)
                 p.copy_(_lns_weights(state["sign"], state["max"], state["exponent"], group["base_lr"], p.dtype))
+            if params:
+                self._foreach_step(params, group)
         return loss
+
+    def _foreach_step(self, params: list[torch.Tensor], group: dict[str, Any]) -> None:
+        """The per-tensor update over slabs; ``p = sign * table[n]`` with ``table[n] = max * exp(-base_lr * n)``
+        computed as :func:`_lns_weights` computes it (a sign of +-1 or 0 multiplies exactly)."""
+        levels = group["levels"]
+        states = [self.state[p] for p in params]
+        tables = [_lns_weights(torch.ones((), dtype=torch.int8, device=p.device), s["max"],
+                               torch.arange(levels, device=p.device), group["base_lr"], p.dtype)
+                  for p, s in zip(params, states)]  # [levels] each
+        operands = [params, [p.grad for p in params], [s["exp_avg_sq"] for s in states],
+                    [s["exponent"] for s in states], [s["sign"] for s in states]]
+        for slab in slabs(operands):
+            ps, gs, vs, ns, signs = slab.views
+            g_hats = foreach_normalised_gradient(gs, vs, [1 - BETA ** states[i]["step"] for i in slab.owners],
+                                                 group["g_bound"], BETA)
+            for p, g_hat, n, sign, owner in zip(ps, g_hats, ns, signs, slab.owners):
+                move = torch.round(group["lr_factor"] * g_hat.to(torch.promote_types(g_hat.dtype, torch.float32)))
+                move = move.clamp_(-(levels - 1), levels - 1).to(torch.int32) * sign
+                exponent = (n.to(torch.int32) + move).clamp_(0, levels - 1)
+                n.copy_(exponent)
+                magnitude = torch.index_select(tables[owner], 0, exponent.reshape(-1)).view(exponent.shape)
+                p.copy_(magnitude.mul_(sign))
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """As ``torch.optim.Optimizer.load_state_dict``, keeping ``sign`` and ``exponent`` integer.

@@ -149,9 +149,11 @@ def test_native_integer_updates_equal_reference(k):
         torch.testing.assert_close(p.detach(), expected, rtol=1e-12, atol=0)  # decode vs running product
         nonzero = expected != 0
         codes = torch.round(gamma * torch.log2(1.0 / expected[nonzero].abs())).to(torch.int16)
-        assert torch.equal(state["codes"][nonzero], codes)
-        assert torch.all(state["codes"][~nonzero] == 2**15 - 1)
-        assert torch.equal(state["signs"], torch.sign(expected).to(torch.int8))
+        stored_codes, stored_signs = opt.native_codes(p)
+        assert state["packed"].dtype == torch.int16  # B = 16: two bytes
+        assert torch.equal(stored_codes[nonzero], codes)
+        assert torch.all(stored_codes[~nonzero] == 2**15 - 1)
+        assert torch.equal(stored_signs, torch.sign(expected).to(torch.int8))
     assert state["scale"] == 1.0 and reference[-1, 0].item() == 1.0  # the clamp held entry 0 at max
     assert reference[-1, 2].item() == 0.5 and not torch.equal(reference[-1], _t(GRID_W0))
 
@@ -163,13 +165,14 @@ def test_native_keeps_no_float_copy_and_rewrites_parameters():
     fmt = LNSFormat(bits=8, gamma=8)
     for p in model.parameters():
         state = opt.state[p]
-        assert set(state) == {"step", "scale", "exp_avg_sq", "codes", "signs"}
-        assert state["codes"].dtype == torch.int16 and state["signs"].dtype == torch.int8
+        assert set(state) == {"step", "scale", "exp_avg_sq", "packed"}
+        assert state["packed"].dtype == torch.uint8  # sign and code in one byte
         assert isinstance(state["scale"], float) and isinstance(state["step"], int)
         # the only float tensor in the state is the gradient's second moment (statistics, as in Madam)
         assert [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point()] == ["exp_avg_sq"]
-        assert 0 <= state["codes"].min() and state["codes"].max() <= fmt.max_code
-        decoded = lns_decode(state["codes"], state["signs"], torch.tensor(state["scale"]), fmt, p.dtype)
+        codes, signs = opt.native_codes(p)
+        assert 0 <= codes.min() and codes.max() <= fmt.max_code
+        decoded = lns_decode(codes, signs, torch.tensor(state["scale"]), fmt, p.dtype)
         assert torch.equal(p.detach(), decoded)
     # p is a view materialised from the store, never read: an edit is discarded by the next step
     before = [p.detach().clone() for p in model.parameters()]
@@ -187,6 +190,7 @@ def test_native_init_encodes_and_clamps():
     opt.init_store()
     scale = math.sqrt(sum(w * w for w in w0) / len(w0))
     state = opt.state[p]
+    state = {**state, **dict(zip(("codes", "signs"), opt.native_codes(p)))}
     assert state["scale"] == pytest.approx(scale, rel=1e-15) and state["step"] == 0
     assert state["codes"][0] == 0 and p[0].item() == pytest.approx(scale, rel=1e-15)  # above max: e = 0
     assert state["codes"][3] == 127 and state["signs"][3] == 0 and p[3].item() == 0.0  # underflow: zero
@@ -203,11 +207,11 @@ def _native_code_moves(g: list[float], **kwargs) -> list[int]:
     p = torch.tensor([0.5, 0.25, -0.5, 0.125], dtype=torch.float64, requires_grad=True)
     opt = LNSMadam([p], mode="native", p_scale=3.0, bits=8, gamma=8, **kwargs)
     opt.init_store()
-    before = opt.state[p]["codes"].clone()
+    before = opt.native_codes(p)[0]
     assert before.min() > 4  # all well inside the range, so no clamp interferes
     p.grad = _t(g)
     opt.step()
-    return (opt.state[p]["codes"].to(torch.int32) - before).tolist()
+    return (opt.native_codes(p)[0].to(torch.int32) - before).tolist()
 
 
 def test_native_off_grid_lr_rounds_the_move():
@@ -229,12 +233,12 @@ def test_native_underflow(underflow, codes_after):
     opt = LNSMadam([p], lr=1.0, p_scale=1.0, mode="native", bits=4, gamma=1, underflow=underflow)
     p.grad = _t([0.0, 1.0])  # shrink entry 1 past the smallest magnitude
     opt.step()
-    assert opt.state[p]["codes"][1].item() == codes_after[0]
+    assert opt.native_codes(p)[0][1].item() == codes_after[0]
     p.grad = _t([0.0, -1.0])  # and try to grow it back
     opt.step()
-    assert opt.state[p]["codes"][1].item() == codes_after[1]
+    assert opt.native_codes(p)[0][1].item() == codes_after[1]
     zero = codes_after[1] == fmt.max_code
-    assert (p[1].item() == 0.0) == zero and (opt.state[p]["signs"][1].item() == 0) == zero
+    assert (p[1].item() == 0.0) == zero and (opt.native_codes(p)[1][1].item() == 0) == zero
 
 
 def test_native_state_dict_round_trip_continues_identically():
@@ -256,7 +260,7 @@ def test_native_state_dict_round_trip_continues_identically():
     fresh_opt.load_state_dict(saved["optim"])
     for p in fresh_model.parameters():
         state = fresh_opt.state[p]
-        assert state["codes"].dtype == torch.int16 and state["signs"].dtype == torch.int8
+        assert state["packed"].dtype == torch.uint8 and state["exp_avg_sq"].dtype == p.dtype
         assert isinstance(state["scale"], float) and state["step"] == 3
     _train(fresh_model, fresh_opt, 3)
     for (key, a), b in zip(model.state_dict().items(), fresh_model.state_dict().values()):
@@ -362,7 +366,7 @@ def test_factory_builds_lns_madam():
     opt = build_optimizer(cfg, model)
     group = opt.param_groups[0]
     assert (group["mode"], group["bits"], group["gamma"]) == ("native", 10, 16)
-    assert all(len(opt.state[p]) == 5 for p in model.parameters())  # the store exists before step 1
+    assert all(set(opt.state[p]) == {"step", "scale", "packed", "exp_avg_sq"} for p in model.parameters())  # before step 1
     decay = build_optimizer(OptimConfig(name="lns_madam", weight_decay=1e-4), _mlp())
     assert decay.param_groups[0]["weight_decay"] == 1e-4
 

@@ -32,7 +32,7 @@ def test_tiny_preset_quantises_every_linear_and_stores_integers():
         weight_like = [k for k, v in state.items() if torch.is_tensor(v) and v.shape == p.shape]
         float_copies = [k for k in weight_like if v_is_float(state[k]) and k != "exp_avg_sq"]
         assert not float_copies, float_copies  # only the second moment is float, no master weights
-        assert state["codes"].dtype == torch.int16 and state["signs"].dtype == torch.int8
+        assert state["packed"].dtype == torch.uint8  # sign and 7-bit code in one byte
 
 
 def v_is_float(t):
