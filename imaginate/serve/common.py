@@ -130,9 +130,9 @@ def add_run_picker(ctx: AppContext, system: str, train_args: list[str] | None = 
     choices, value = run_choices(ctx, system)
     with gr.Row():
         picker = gr.Dropdown(choices=choices, value=value, label=f"{system} run", scale=4,
-                             elem_id=f"{system}-run", allow_custom_value=False)
-        train = gr.Button("Train the tiny demo", scale=1, elem_id=f"{system}-train")
-        cancel = gr.Button("Cancel", scale=1, variant="stop", elem_id=f"{system}-cancel")
+                             elem_id=f"{system}-picker", allow_custom_value=False)
+        train = gr.Button("Train the tiny demo", scale=1, size="sm", elem_id=f"{system}-train")
+        cancel = gr.Button("Cancel training", scale=1, size="sm", variant="stop", elem_id=f"{system}-cancel")
     status = gr.Markdown(run_status(ctx, system), elem_id=f"{system}-status")
 
     @page_errors

@@ -50,9 +50,9 @@ def set_upload_limit(megabytes: float) -> None:
 
 
 def allowed_upload_roots() -> tuple[Path, ...]:
-    """Where uploads may lie: Gradio's upload cache (``GRADIO_TEMP_DIR`` or the system temp folder)."""
+    """Where uploads may lie: Gradio's upload cache (``GRADIO_TEMP_DIR`` or ``<temp>/gradio``) and any
+    folder added to ``Limits.upload_roots`` (tests)."""
     roots = [Path(os.environ.get("GRADIO_TEMP_DIR", "") or Path(tempfile.gettempdir()) / "gradio")]
-    roots.append(Path(tempfile.gettempdir()))
     roots += list(Limits.upload_roots)
     return tuple(r.resolve() for r in roots)
 

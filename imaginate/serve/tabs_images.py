@@ -60,11 +60,23 @@ def _sketch_array(sketch: Any) -> np.ndarray | None:
     return array
 
 
-def fit_to_input(image: Tensor, shape: tuple[int, int, int]) -> Tensor:
+def object_fraction(images: Tensor, threshold: float = 0.2) -> float:
+    """The mean share of the frame's side taken by the object (the bright pixels' box) in ``[N, 1, H, W]``."""
+    sides = []
+    for image in images[:256]:
+        ink = (image[0] > threshold).nonzero()
+        if len(ink):
+            extent = (ink.max(0).values - ink.min(0).values + 1).max()
+            sides.append(float(extent) / max(image.shape[-2:]))
+    return sum(sides) / len(sides) if sides else 1.0
+
+
+def fit_to_input(image: Tensor, shape: tuple[int, int, int], fraction: float = 1.0) -> Tensor:
     """An image ``[C', H', W']`` in [0, 1] made like the training images ``shape`` = (C, H, W).
 
     Grey-scale training sets here (digits, Fashion-MNIST) are light objects on black: a picture with a light
-    background (ink on paper, a drawing) is inverted, cropped to its object, padded square with a margin.
+    background (ink on paper, a drawing) is inverted, then cropped around its object and padded so that the
+    object takes ``fraction`` of the side, as objects do in the training images (``object_fraction``).
     """
     channels, height, width = shape
     if channels == 1:
@@ -75,7 +87,7 @@ def fit_to_input(image: Tensor, shape: tuple[int, int, int]) -> Tensor:
         if len(ink):
             (top, left), (bottom, right) = ink.min(0).values.tolist(), ink.max(0).values.tolist()
             grey = grey[:, top:bottom + 1, left:right + 1]
-            side = int(max(grey.shape[1:]) * 1.25)
+            side = max(int(round(max(grey.shape[1:]) / max(fraction, 0.05))), *grey.shape[1:])
             pad_h, pad_w = side - grey.shape[1], side - grey.shape[2]
             grey = F.pad(grey, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
         image = grey
@@ -83,6 +95,9 @@ def fit_to_input(image: Tensor, shape: tuple[int, int, int]) -> Tensor:
         image = image.expand(3, -1, -1)
     return F.interpolate(image[None], size=(height, width), mode="bilinear", antialias=True,
                          align_corners=False)[0].clamp(0, 1)
+
+
+_fractions: dict[int, float] = {}
 
 
 @torch.no_grad()
@@ -95,6 +110,11 @@ def classify_image(ctx: AppContext, run_id: str | None, upload: Any, sketch: Any
     """
     _, _, system = load_system(ctx, "classify", run_id)
     shape = tuple(system.train_set[0][0].shape)  # (C, H, W)
+    if id(system) not in _fractions:
+        from imaginate.systems.classify.system import gather
+
+        sample, _ = gather(system.train_set, torch.arange(min(256, len(system.train_set))))
+        _fractions[id(system)] = object_fraction(sample) if shape[0] == 1 else 1.0
     drawn = _sketch_array(sketch)
     if upload is not None:
         picture = read_upload_image(upload, "image")
@@ -102,7 +122,7 @@ def classify_image(ctx: AppContext, run_id: str | None, upload: Any, sketch: Any
         picture = image_array_to_tensor(drawn)
     else:
         raise InputError("image: upload a picture or draw one")
-    x = fit_to_input(picture, shape)  # [C, H, W]
+    x = fit_to_input(picture, shape, _fractions[id(system)])  # [C, H, W]
     probs = system.predict(x[None]).softmax(-1)[0]  # [classes]
     top = probs.topk(min(5, len(probs)))
     names = system.class_names
@@ -116,18 +136,27 @@ def add_classify_tab(ctx: AppContext, train_args: list[str] | None = None) -> No
                 "Grey-scale models (digits, Fashion-MNIST) see light-on-dark: a drawing on white is inverted.")
     picker = add_run_picker(ctx, "classify", train_args)
     with gr.Row():
-        upload = gr.File(label="image (PNG / JPEG)", elem_id="classify-upload")
-        sketch = gr.Sketchpad(label="...or draw", type="numpy", elem_id="classify-sketch")
-    button = gr.Button("Classify", variant="primary", elem_id="classify-run")
+        upload = gr.File(label="image (PNG / JPEG)", elem_id="classify-upload", height=240)
+        sketch = gr.Sketchpad(label="...or draw", type="numpy", elem_id="classify-sketch", height=240,
+                              canvas_size=(256, 256))
+    with gr.Row():
+        button = gr.Button("Classify the upload", variant="primary", elem_id="classify-run")
+        draw_button = gr.Button("Classify the drawing", variant="primary", elem_id="classify-run-drawing")
     with gr.Row():
         label = gr.Label(num_top_classes=5, label="prediction", elem_id="classify-label")
-        seen = gr.Image(label="what the network saw", elem_id="classify-seen", interactive=False)
+        seen = gr.Image(label="what the network saw", elem_id="classify-seen", interactive=False, format="png")
 
     @page_errors
-    def classify(run_id, file, drawing):
-        return classify_image(ctx, run_id, file, drawing)
+    def classify(run_id, file):
+        return classify_image(ctx, run_id, file)
 
-    button.click(classify, [picker, upload, sketch], [label, seen], api_name="classify")
+    @page_errors
+    def classify_drawing(run_id, drawing):
+        return classify_image(ctx, run_id, None, drawing)
+
+    # two events: the upload's answer does not wait for the drawing canvas (WebGL) to export its picture
+    button.click(classify, [picker, upload], [label, seen], api_name="classify")
+    draw_button.click(classify_drawing, [picker, sketch], [label, seen], api_name="classify_drawing")
 
 
 # ---- gan -------------------------------------------------------------------------------------------
@@ -162,7 +191,7 @@ def add_gan_tab(ctx: AppContext, train_args: list[str] | None = None) -> None:
         seed = gr.Number(value=0, precision=0, label="seed", elem_id="gan-seed")
         count = gr.Slider(1, 16, value=8, step=1, label="samples per class", elem_id="gan-count")
     button = gr.Button("Generate", variant="primary", elem_id="gan-run")
-    grid = gr.Image(label="samples", elem_id="gan-samples", interactive=False)
+    grid = gr.Image(label="samples", elem_id="gan-samples", interactive=False, format="png")
 
     @page_errors
     def generate(run_id, class_name, seed_value, n):
@@ -211,9 +240,7 @@ def coco_funit_translate(ctx: AppContext, run_id: str | None, content: Any, styl
     out = ctx.output_dir() / "translation.png"
     translate_files(str(run.path), str(content_path), style_paths, str(out), second_paths, steps, ctx.device)
     with Image.open(out) as written:
-        picture = np.asarray(written.convert("RGB"))
-    factor = max(1, 640 // picture.shape[1])
-    return picture.repeat(factor, 0).repeat(factor, 1)
+        return np.asarray(written.convert("RGB"))  # [rows * (S + 2) + 2, columns * (S + 2) + 2, 3]
 
 
 def add_coco_funit_tab(ctx: AppContext, train_args: list[str] | None = None) -> None:
@@ -229,7 +256,7 @@ def add_coco_funit_tab(ctx: AppContext, train_args: list[str] | None = None) -> 
         second = gr.File(label="second class (optional)", file_count="multiple", elem_id="coco_funit-second")
     steps = gr.Slider(2, 12, value=5, step=1, label="interpolation steps")
     button = gr.Button("Translate", variant="primary", elem_id="coco_funit-run")
-    result = gr.Image(label="content | styles | translation", elem_id="coco_funit-result", interactive=False)
+    result = gr.Image(label="content | styles | translation", elem_id="coco_funit-result", interactive=False, format="png")
 
     @page_errors
     def translate(run_id, content_file, style_files, second_files, n):
@@ -311,7 +338,7 @@ def add_wsod_tab(ctx: AppContext, train_args: list[str] | None = None) -> None:
         threshold = gr.Slider(0, 1, value=0.3, step=0.05, label="score threshold")
     button = gr.Button("Detect", variant="primary", elem_id="wsod-run")
     with gr.Row():
-        picture = gr.Image(label="detections", elem_id="wsod-picture", interactive=False)
+        picture = gr.Image(label="detections", elem_id="wsod-picture", interactive=False, format="png")
         table = gr.Dataframe(headers=["class", "score", "box (x1, y1, x2, y2)"], label="boxes",
                              elem_id="wsod-table", interactive=False)
 
