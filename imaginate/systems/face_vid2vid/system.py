@@ -178,6 +178,15 @@ def eval_clip_data(cfg: FaceDataConfig) -> dict:
     return render_clips(ids, seeds, cfg.eval_frames, cfg.frame_stride, cfg.image_size)
 
 
+def region_l1(output: Tensor, truth: Tensor, source: Tensor, threshold: float = 0.05) -> tuple[float, float]:
+    """L1 of ``output`` and of ``source`` against ``truth`` over the pixels where truth and source differ by more
+    than ``threshold`` in some channel (the moved head), all ``[N, 3, H, W]``: ``(output's, source's)``. Copying
+    the source scores its full difference there; an output that follows the motion scores lower."""
+    region = ((truth - source).abs().amax(1, keepdim=True) > threshold).float()  # [N, 1, H, W]
+    count = 3 * region.sum() + 1e-8
+    return float(((output - truth).abs() * region).sum() / count), float(((source - truth).abs() * region).sum() / count)
+
+
 class FaceVid2VidSystem(System):
     """face-vid2vid (or the 2D-keypoint ablation) + a multi-scale PatchGAN.
 
@@ -353,7 +362,9 @@ class FaceVid2VidSystem(System):
         outputs = torch.stack([self.reconstruct_clip(frames[i]) for i in range(n)])  # [N, T, 3, H, W]
         flat_out, flat_true = outputs.flatten(0, 1), frames.flatten(0, 1)
         copy = frames[:, :1].expand(-1, t, -1, -1, -1).flatten(0, 1)
+        moving = region_l1(flat_out, flat_true, copy)  # where the head moved: what copying cannot get right
         metrics = {"l1": float((flat_out - flat_true).abs().mean()), "psnr": float(psnr(flat_out, flat_true).mean()),
+                   "motion_region_l1": moving[0], "motion_region_copy_l1": moving[1],
                    "ssim": float(ssim(flat_out, flat_true).mean()),
                    "copy_l1": float((copy - flat_true).abs().mean()), "copy_psnr": float(psnr(copy, flat_true).mean()),
                    "copy_ssim": float(ssim(copy, flat_true).mean())}
