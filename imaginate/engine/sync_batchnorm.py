@@ -3,8 +3,8 @@
 Under torchrun each rank sees ``batch_size / world_size`` items; a plain BatchNorm normalises with the
 statistics of that share, so N processes train a different model than one process at the same global
 batch. ``convert_batchnorm`` swaps every BatchNorm of a module for one that all-reduces its statistics:
-``torch.nn.SyncBatchNorm`` on CUDA, and :class:`GlobalBatchNorm` (differentiable all-reduces through
-``torch.distributed.nn``) elsewhere, since torch's SyncBatchNorm refuses CPU tensors. The state-dict
+``torch.nn.SyncBatchNorm`` on CUDA, and :class:`GlobalBatchNorm` (differentiable all-reduces)
+elsewhere, since torch's SyncBatchNorm refuses CPU tensors. The state-dict
 keys stay those of BatchNorm, so checkpoints move freely between 1 and N processes.
 """
 
@@ -14,6 +14,26 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks; the gradient of every rank's input is the sum of the ranks' output gradients."""
+
+    @staticmethod
+    def forward(ctx, tensor: Tensor) -> Tensor:  # noqa: D102
+        out = tensor.clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # noqa: D102
+        out = grad.clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+
+def all_reduce(tensor: Tensor) -> Tensor:
+    return _AllReduceSum.apply(tensor)
 
 
 class GlobalBatchNorm(_BatchNorm):
@@ -32,8 +52,6 @@ class GlobalBatchNorm(_BatchNorm):
         use_batch_stats = self.training or not self.track_running_stats
         if not (use_batch_stats and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(input)
-        from torch.distributed.nn.functional import all_reduce
-
         self._check_input_dim(input)
         dims = [0, *range(2, input.dim())]
         shape = [1, -1] + [1] * (input.dim() - 2)
@@ -62,17 +80,18 @@ def has_batchnorm(module: nn.Module) -> bool:
 
 
 def convert_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
-    """``module`` with every BatchNorm replaced by a global-batch one (SyncBatchNorm on CUDA), weights,
-    buffers, ``requires_grad`` and train/eval mode kept."""
+    """``module`` with every BatchNorm replaced by a global-batch one (SyncBatchNorm on CUDA) that holds the
+    very same Parameter and buffer objects (so optimizers built before keep working) and train/eval mode."""
     if device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
     if isinstance(module, _BatchNorm) and not isinstance(module, (GlobalBatchNorm, nn.SyncBatchNorm)):
         replaced = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
-                                   module.track_running_stats, device=device)
-        replaced.load_state_dict(module.state_dict())
-        if module.affine:
-            replaced.weight.requires_grad_(module.weight.requires_grad)
-            replaced.bias.requires_grad_(module.bias.requires_grad)
+                                   module.track_running_stats, device="meta")
+        # the same Parameter and buffer objects: an optimizer built before the conversion still steps them
+        for name, param in module.named_parameters(recurse=False):
+            setattr(replaced, name, param)
+        for name, buffer in module.named_buffers(recurse=False):
+            setattr(replaced, name, buffer)
         replaced.train(module.training)
         return replaced
     for name, child in module.named_children():
