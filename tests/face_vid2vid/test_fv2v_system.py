@@ -25,24 +25,25 @@ def test_tiny_preset_trains_20_steps_with_finite_losses(tmp_path, kind):
     spec, cfg = small_config(["train.steps=20", f"model.kind={kind}"])
     metrics = run_training(spec, cfg, tmp_path / "run", progress=False)
     assert all(math.isfinite(v) for v in metrics.values()), metrics
-    assert {"l1", "psnr", "ssim", "copy_l1", "motion_region_l1", "motion_region_copy_l1"} <= set(metrics)
+    assert {"l1", "psnr", "ssim", "copy_l1", "motion_region_l1", "motion_region_copy_l1", "motion_region_to_source_l1"} <= set(metrics)
     if kind == "fv2v":
         assert {"pose_err_deg", "freeview_l1", "freeview_source_l1", "freeview_region_l1"} <= set(metrics)
     rows = [line for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() if '"train"' in line]
     assert len(rows) == 4 and '"kp_spread"' in rows[-1] and '"d_acc"' in rows[-1]
 
 
-def test_motion_region_l1_rewards_following_the_motion_not_copying():
+def test_motion_region_l1_rewards_following_the_motion_not_copying_or_blurring():
     from imaginate.systems.face_vid2vid.system import region_l1
 
     source = torch.zeros(2, 3, 16, 16)
     source[:, :, 4:8, 4:8] = 1.0  # a square "head"
     truth = torch.roll(source, shifts=3, dims=3)  # the head moved right
-    follow, copied = region_l1(truth, truth, source)
-    assert follow == 0.0 and copied > 0.5  # following the motion exactly: 0; copying: the moved pixels' error
-    assert region_l1(source, truth, source) == (copied, copied)
-    half = region_l1(0.5 * (source + truth), truth, source)[0]
-    assert 0.0 < half < copied
+    follow = region_l1(truth, truth, source)
+    assert follow[0] == 0.0 and follow[1] > 0.5 and follow[2] == follow[1]  # exact motion: 0 to truth, far from source
+    copied = region_l1(source, truth, source)
+    assert copied[0] == copied[1] == follow[1] and copied[2] == 0.0  # copying: as far from truth as the source
+    blur = region_l1(0.5 * (source + truth), truth, source)
+    assert 0.0 < blur[0] < copied[0] and blur[0] == blur[2]  # a blend halfway: equally far from truth and source
     # only the moved pixels count: an error outside the region leaves the score unchanged
     noisy = truth.clone()
     noisy[:, :, 12:, 12:] = 0.7

@@ -178,13 +178,18 @@ def eval_clip_data(cfg: FaceDataConfig) -> dict:
     return render_clips(ids, seeds, cfg.eval_frames, cfg.frame_stride, cfg.image_size)
 
 
-def region_l1(output: Tensor, truth: Tensor, source: Tensor, threshold: float = 0.05) -> tuple[float, float]:
-    """L1 of ``output`` and of ``source`` against ``truth`` over the pixels where truth and source differ by more
-    than ``threshold`` in some channel (the moved head), all ``[N, 3, H, W]``: ``(output's, source's)``. Copying
-    the source scores its full difference there; an output that follows the motion scores lower."""
+def region_l1(output: Tensor, truth: Tensor, source: Tensor, threshold: float = 0.05) -> tuple[float, float, float]:
+    """L1 over the pixels where ``truth`` and ``source`` differ by more than ``threshold`` in some channel (the
+    moved head), all ``[N, 3, H, W]``: ``(output vs truth, source vs truth, output vs source)``. Copying the
+    source scores its full difference in the first; an output that follows the motion is closer to the truth
+    than to the source there (a blur halfway between the two is equally far from both)."""
     region = ((truth - source).abs().amax(1, keepdim=True) > threshold).float()  # [N, 1, H, W]
     count = 3 * region.sum() + 1e-8
-    return float(((output - truth).abs() * region).sum() / count), float(((source - truth).abs() * region).sum() / count)
+
+    def l1(a: Tensor, b: Tensor) -> float:
+        return float(((a - b).abs() * region).sum() / count)
+
+    return l1(output, truth), l1(source, truth), l1(output, source)
 
 
 class FaceVid2VidSystem(System):
@@ -365,6 +370,7 @@ class FaceVid2VidSystem(System):
         moving = region_l1(flat_out, flat_true, copy)  # where the head moved: what copying cannot get right
         metrics = {"l1": float((flat_out - flat_true).abs().mean()), "psnr": float(psnr(flat_out, flat_true).mean()),
                    "motion_region_l1": moving[0], "motion_region_copy_l1": moving[1],
+                   "motion_region_to_source_l1": moving[2],
                    "ssim": float(ssim(flat_out, flat_true).mean()),
                    "copy_l1": float((copy - flat_true).abs().mean()), "copy_psnr": float(psnr(copy, flat_true).mean()),
                    "copy_ssim": float(ssim(copy, flat_true).mean())}
