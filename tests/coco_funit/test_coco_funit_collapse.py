@@ -163,11 +163,13 @@ def test_ground_truth_metrics_are_ideal_for_an_oracle_and_worst_for_a_style_copi
     copier = evaluation.few_shot_metrics(lambda c, s: s[:, 0], data, classifier, [1, 2], n, mask_net=mask_net,
                                          mfid=False)
     for k in (1, 2):
-        assert good[f"l1_gt_k{k}"] == 0 and good[f"psnr_gt_k{k}"] == pytest.approx(100.0)
+        assert good[f"l1_gt_k{k}"] == 0 and good[f"l1_fg_k{k}"] == 0
+        assert good[f"psnr_gt_k{k}"] == pytest.approx(100.0)
         assert good[f"iou_target_k{k}"] == 1.0
         assert good[f"style_leak_k{k}"] == pytest.approx(good[f"style_leak_ideal_k{k}"])
         assert good[f"style_sensitivity_k{k}"] == pytest.approx(good[f"style_sensitivity_ideal_k{k}"])
         assert copier[f"l1_gt_k{k}"] > 0.02 and copier[f"psnr_gt_k{k}"] < 40
+        assert copier[f"l1_fg_k{k}"] > 3 * copier[f"l1_gt_k{k}"]  # the errors sit on the creatures
         assert copier[f"style_leak_k{k}"] > good[f"style_leak_k{k}"]
     assert copier["style_leak_k1"] == 1.0  # K = 1: the output is the style example, its mask exactly
     assert "mfid_k1" not in good

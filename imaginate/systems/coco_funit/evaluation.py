@@ -11,7 +11,8 @@ and both models, so the numbers are paired). Metrics (a flat dict of floats):
 - ``l1_gt_k{K}`` / ``psnr_gt_k{K}`` (species only): L1 and PSNR of the translation against its ground
   truth, the unseen species u drawn in the content image's pose on its background
   (``render_species_batch(u, content pose)``): the one number that rewards neither copying the
-  content nor copying the style example.
+  content nor copying the style example. ``l1_fg_k{K}``: the same L1 inside the union of the ground
+  truth's and the content's masks (the plain background does not dilute it).
 - ``style_leak_k{K}`` (species only): IoU of the translation's predicted foreground with the style
   examples' masks (mean over the K examples): high when the output copies the example's pose (the
   failure the paper's content-conditioned code addresses); ``style_leak_ideal_k{K}`` is the same IoU
@@ -417,6 +418,11 @@ def few_shot_metrics(translate: Callable[[Tensor, Tensor], Tensor], data: FewSho
                                                          data.plain_background)
                 ideals.append(ideal)
                 found["l1_gt"] = (fake - ideal).abs().flatten(1).mean(1)
+                # the same inside the creatures (ideal or content mask): the background does not dilute it
+                region = ideal_mask if data.content_masks is None else ideal_mask | data.content_masks[contents]
+                weight = region[:, None].float()  # [n, 1, H, W]
+                found["l1_fg"] = ((fake - ideal).abs() * weight).flatten(1).sum(1) / (
+                    weight.flatten(1).sum(1) * fake.shape[1]).clamp_min(1)
                 found["psnr_gt"] = psnr(fake, ideal)
                 if data.style_masks is not None:  # how much the ideal output overlaps the examples anyway
                     found["style_leak_ideal"] = torch.stack(
