@@ -295,6 +295,16 @@ class Slots:
         target = self.put(self.tmp / "init.safetensors", fmt, kind)
         return target and Case(self._train("wsod", [*self.WSOD_SMALL, f"train.init_from={target}"]), target)
 
+    def lns_madam_init_from(self, kind):
+        ckpt_path = next((self.tiny_runs("classify") / "checkpoints").iterdir())
+        state = {f"classifier.{k}": v.contiguous() for k, v in
+                 torch.load(ckpt_path, weights_only=True)["modules"]["classifier"].items()}
+        fmt = Formats(safetensors_bytes(state), png_bytes(), huge_safetensors_bytes("classifier.weight"),
+                      safetensors_bytes({k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+                                         for k, v in state.items()}))
+        target = self.put(self.tmp / "final.safetensors", fmt, kind)
+        return target and Case(self._train("lns_madam", [f"init_from={target}", "train.eval_every=0"]), target)
+
     def classify_image_folder(self, kind):
         root = self.tmp / "images"
         for cls in ("a", "b"):
@@ -452,6 +462,16 @@ NOT_APPLICABLE = {
 SLOTS = [name for name in vars(Slots) if not name.startswith("_") and callable(getattr(Slots, name))
          and name not in ("put",)]
 CASES = [(slot, kind) for slot in SLOTS for kind in KINDS if kind not in NOT_APPLICABLE.get(slot, ())]
+# Failures found in files this suite's owner may not edit (another helper owns them): kept in the matrix as
+# strict xfails, so the report counts them as not rejected cleanly and the case fails once it is fixed.
+KNOWN_FAILURES = {
+    ("lns_madam_init_from", "nan"): "lns_madam load_pretrained accepts NaN weights: the run then stops at step 1 "
+                                    "(exit 1, 'training diverged') without naming the file",
+}
+PARAMS = [pytest.param(slot, kind, id=f"{slot}-{kind}",
+                       marks=[pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES[slot, kind])]
+                       if (slot, kind) in KNOWN_FAILURES else [])
+          for slot, kind in CASES]
 
 
 @pytest.fixture(scope="session")
@@ -469,7 +489,7 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
 
 
-@pytest.mark.parametrize("slot,kind", CASES, ids=[f"{s}-{k}" for s, k in CASES])
+@pytest.mark.parametrize("slot,kind", PARAMS)
 def test_broken_file_is_one_line_exit_2(slot, kind, tmp_path, tiny_runs, run_copy, assets, capsys, record_property):
     case = getattr(Slots(tmp_path, tiny_runs, run_copy, assets), slot)(kind)
     assert case, f"{slot} has no {kind} variant: list it in NOT_APPLICABLE"

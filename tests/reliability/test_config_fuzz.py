@@ -97,10 +97,22 @@ def _contains_nan(node: object) -> bool:
     return isinstance(node, float) and math.isnan(node)
 
 
-@settings(max_examples=400, deadline=None, derandomize=True, database=None,
+@settings(max_examples=50, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(mutations())
 def test_fuzzed_overrides_build_or_name_the_key(case):
+    _check(case)
+
+
+@pytest.mark.slow
+@settings(max_examples=600, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutations())
+def test_many_more_fuzzed_overrides(case):
+    """Not derandomized: each run tries 600 new mutations."""
+    _check(case)
+
+
+def _check(case) -> None:
     system, kind, override, named = case
     spec = get_system(system)
     STATS["tried"] += 1
@@ -120,14 +132,6 @@ def test_fuzzed_overrides_build_or_name_the_key(case):
 STATS = {"tried": 0, "rejected": 0, "accepted": 0}
 
 
-def test_fuzz_counts_are_recorded(record_property):
-    """Runs after the fuzz test (file order): hands its counts to benchmarks/reliability.py."""
-    if STATS["tried"]:
-        record_property("category", "config_fuzz")
-        for key, value in STATS.items():
-            record_property(f"fuzz_{key}", value)
-
-
 @pytest.mark.parametrize("override,named", [("train.stepz=3", "train.stepz"), ("optim.lr=abc", "lr"),
                                             ("train.batch_size=-4", "batch_size"), ("optim.lr=.nan", "lr"),
                                             ("data={x: [1, {y: z}]}", "data")])
@@ -136,3 +140,46 @@ def test_the_cli_prints_one_line_naming_the_key(override, named, tmp_path, capsy
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and named in err[0], err
     assert not (tmp_path / "r").exists()  # nothing written for a rejected config
+
+
+SMALL_OUT_OF_RANGE = ["-1", "0", "-0.5", "2.5", ".inf", "-.inf", "1"]  # no huge sizes: they would allocate
+
+
+@st.composite
+def small_mutations(draw) -> tuple[str, str]:
+    system = draw(st.sampled_from([s for s in SYSTEMS if s != "charlm"]))
+    key, _ = draw(st.sampled_from([leaf for leaf in LEAVES[system] if not leaf[0].startswith("train.")]))
+    return system, f"{key}={draw(st.sampled_from(SMALL_OUT_OF_RANGE))}"
+
+
+@pytest.mark.slow
+@settings(max_examples=60, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(small_mutations())
+def test_accepted_out_of_range_values_build_or_fail_as_one_line(case):
+    """A value the config accepts must also build the system (networks, data), or fail as a ConfigError /
+    DataError: never another exception."""
+    import torch
+
+    from imaginate.data import DataError
+    from imaginate.engine.distributed import DistEnv
+    from imaginate.engine.loop import build_system
+
+    system, override = case
+    spec = get_system(system)
+    try:
+        cfg = build_config(spec.config_cls, preset="tiny", system=system, overrides=[override, "train.device=cpu"])
+    except ConfigError:
+        return
+    try:
+        build_system(spec, cfg, DistEnv(0, 1, 0, torch.device("cpu")))
+    except (ConfigError, DataError):
+        pass
+
+
+def test_fuzz_counts_are_recorded(record_property):
+    """Runs after the fuzz test (file order): hands its counts to benchmarks/reliability.py."""
+    if STATS["tried"]:
+        record_property("category", "config_fuzz")
+        for key, value in STATS.items():
+            record_property(f"fuzz_{key}", value)
