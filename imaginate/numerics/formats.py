@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 from imaginate.numerics.lns import LNSFormat, lns_quantize, round_tensor
+from imaginate.numerics.lns_fast import lns_quantize_fast
 
 FORMAT_FORMS = "lns<B>g<gamma>[c] (e.g. lns8g8, lns5g1, lns8g8c per channel), int<B>, fp8_e4m3, fp8_e5m2, fp<1+E+M>_e<E>m<M>, fp16, bf16, fp32"
 
@@ -81,7 +84,30 @@ class LNS(NumberFormat):
         return f"lns{self.bits}g{self.gamma}" + ("c" if self.per_channel else "")
 
     def quantize(self, x: Tensor, rounding: str = "nearest", generator: torch.Generator | None = None) -> Tensor:
+        if LNS_IMPL["impl"] == "fast":  # slab by slab, 16-bit random numbers (imaginate.numerics.lns_fast)
+            return lns_quantize_fast(x, self.fmt, rounding=rounding, generator=generator)
         return lns_quantize(x, self.fmt, rounding=rounding, generator=generator)
+
+
+LNS_IMPL = {"impl": "fast"}  # "fast" or "reference" (lns_quantize: torch.rand, whole-tensor ops)
+
+
+@contextmanager
+def lns_impl(impl: str) -> Iterator[None]:
+    """Inside the block, LNS formats quantise with ``impl``: "fast" (default) or "reference" (for timings).
+
+    Args:
+        impl: "fast" (:func:`~imaginate.numerics.lns_fast.lns_quantize_fast`) or "reference"
+            (:func:`~imaginate.numerics.lns.lns_quantize`).
+    """
+    if impl not in ("fast", "reference"):
+        raise ValueError(f"impl: {impl!r} is not one of fast, reference")
+    before = LNS_IMPL["impl"]
+    LNS_IMPL["impl"] = impl
+    try:
+        yield
+    finally:
+        LNS_IMPL["impl"] = before
 
 
 @dataclass(frozen=True, eq=True)
