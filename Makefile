@@ -12,7 +12,7 @@ FMNIST_DIR := /usr/share/datasets/fashion-mnist
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q $(TORCH_PINS)
-	$(PIP) install -q -e '.[dev,detection,video,serve]' $(TORCH_PINS)
+	$(PIP) install -q -e '.[dev,detection,video,serve,minecraft]' $(TORCH_PINS)
 	touch $@
 
 install: $(VENV)/.installed

@@ -123,14 +123,17 @@ def render_video(run_dir: str, out: str | None, world_file: str | None = None, p
                  frames: int = 48, size: int = 64, style: str | None = None, seed: int | None = None,
                  fps: float = 12, device: str = "auto", width: int | None = None, height: int | None = None,
                  fov: float = DEFAULT_FOV, samples: int = INFERENCE_SAMPLES, tile: int = DEFAULT_TILE,
-                 layout: str = "xyz", keyframes: str | None = None,
-                 png_dir: str | None = None) -> tuple[Path | None, Tensor]:
+                 layout: str = "xyz", keyframes: str | None = None, png_dir: str | None = None,
+                 box: list[int] | None = None, block_labels: str | None = None,
+                 hollow: int = 0) -> tuple[Path | None, Tensor]:
     """Render ``frames`` views of a camera path; write them as an MP4 (``out``) and/or PNGs (``png_dir``).
 
     Args:
         run_dir: a gancraft run folder.
         out: the ``.mp4`` file to write (None: no video).
-        world_file: a ``.npy`` world (default: the run's training world), axis order ``layout``.
+        world_file: a ``.npy`` world (axis order ``layout``), a ``.schem``, or a Java world folder / ``.mca``
+            file cropped to ``box`` (``[x0, y0, z0, x1, y1, z1]``), labelled by ``block_labels`` (a CSV;
+            default the shipped table) and hollowed to ``hollow`` blocks; default: the run's training world.
         path: ``orbit``, ``fly`` or ``keyframes`` (implied by ``keyframes``).
         frames: number of frames (>= 2).
         size: frame width and height, unless ``width`` / ``height`` are given.
@@ -148,7 +151,7 @@ def render_video(run_dir: str, out: str | None, world_file: str | None = None, p
         ``(the video written or None, frames [T, 3, H, W] in [0, 1])``.
     """
     from imaginate.cli import UserError
-    from imaginate.data.blockworld import load_world
+    from imaginate.data.blockworld.minecraft import load_any_world
     from imaginate.engine import load_run
     from imaginate.engine.video import write_mp4
     from imaginate.systems.coco_funit.translate import read_image
@@ -170,7 +173,7 @@ def render_video(run_dir: str, out: str | None, world_file: str | None = None, p
     if not Path(run_dir).is_dir():
         raise UserError(f"--checkpoint {run_dir}: no such run folder")
     keys = read_keyframes(keyframes, fov) if keyframes else None
-    world = load_world(world_file, layout=layout) if world_file else None  # a one-line DataError when malformed
+    world = load_any_world(world_file, layout, box, block_labels, hollow) if world_file else None  # DataError: one line
     spec, cfg, system, _ = load_run(Path(run_dir), device=device)
     if spec.name != "gancraft":
         raise UserError(f"--checkpoint {run_dir}: a {spec.name} run, not a gancraft one")
@@ -209,7 +212,8 @@ def render_video(run_dir: str, out: str | None, world_file: str | None = None, p
 def _cmd_render(args: argparse.Namespace) -> int:
     path, video = render_video(args.checkpoint, args.out, args.world, args.path, args.frames, args.size, args.style,
                                args.seed, args.fps, args.device, args.width, args.height, args.fov, args.samples,
-                               args.tile, args.layout, args.keyframes, args.png_dir)
+                               args.tile, args.layout, args.keyframes, args.png_dir, args.box, args.block_labels,
+                               args.hollow)
     if path is not None:
         print(f"wrote {path}")
     if args.png_dir:
@@ -226,9 +230,15 @@ def add_render_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
                     "has learned voxel features; other worlds get random ones (see "
                     "imaginate/systems/gancraft/render.py).")
     p.add_argument("--checkpoint", required=True, metavar="RUN_DIR", help="a gancraft run folder")
-    p.add_argument("--world", default=None, metavar="W.npy", help="a world grid (default: the run's world)")
+    p.add_argument("--world", default=None, metavar="WORLD",
+                   help="a world: .npy grid, .schem, Java world folder or .mca (default: the run's world)")
     p.add_argument("--layout", default="xyz", help="axis order of --world: xyz (default) or yzx (the reference's "
                                                    ".npy) or another permutation")
+    p.add_argument("--box", type=int, nargs=6, default=None, metavar=("X0", "Y0", "Z0", "X1", "Y1", "Z1"),
+                   help="crop box of a Minecraft world folder or .mca file (Minecraft coordinates, half-open)")
+    p.add_argument("--block-labels", default=None, metavar="TABLE.csv",
+                   help="Minecraft block id -> label table (default: the shipped minecraft_labels.csv)")
+    p.add_argument("--hollow", type=int, default=0, help="hollow solid interiors deeper than this (default: 0 = off)")
     p.add_argument("--path", default="orbit", help="orbit | fly | keyframes (default: orbit)")
     p.add_argument("--keyframes", default=None, metavar="CAMS.json",
                    help="keyframe camera path: [{\"position\": [x,y,z], \"target\": [x,y,z], \"fov\": deg}, ...]")

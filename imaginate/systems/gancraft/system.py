@@ -40,12 +40,13 @@ from imaginate.data.blockworld import (
     PhotoStyle,
     generate_world,
     label_map,
-    load_world,
     orbit,
     random_valid_poses,
     ray_voxel_intersections,
     render_photo,
 )
+from imaginate.data.blockworld.minecraft import hollow, load_any_world
+from imaginate.data.blockworld.world import LAYOUTS
 from imaginate.engine import RunContext, System, make_grid, unwrap
 from imaginate.engine.batching import global_batch_indices, rank_share
 from imaginate.engine.system import frozen
@@ -79,7 +80,14 @@ class GANcraftDataConfig:
     """Args:
         world_size: ``[X, Y, Z]`` of the procedural training world (ignored with ``world_file``).
         world_seed: its seed (0 .. 899999).
-        world_file: a ``.npy`` block grid to train on instead (``imaginate.data.blockworld.load_world``).
+        world_file: a world to train on instead of a procedural one: a ``.npy`` block grid
+            (``imaginate.data.blockworld.load_world``), a Sponge ``.schem``, a Java world folder or one
+            ``.mca`` region file (``imaginate.data.blockworld.minecraft``; the ``minecraft`` extra).
+        world_layout: the ``.npy`` file's axis order (``yzx`` for the reference's files).
+        world_box: ``[x0, y0, z0, x1, y1, z1]`` the crop of a Minecraft world (Minecraft coordinates, half-open).
+        block_labels: a ``block,label`` CSV mapping Minecraft block ids to labels (default the shipped table).
+        hollow: air in place of solid blocks farther than this many blocks from air (0: keep interiors;
+            the reference erodes by 2).
         view_sampling: ``fresh``: new random views every step (the paper); ``fixed``: ``num_views`` views cast
             once and kept (336 bytes per pixel).
         num_views: the fixed views (``view_sampling=fixed``).
@@ -97,6 +105,10 @@ class GANcraftDataConfig:
     world_size: list[int] = field(default_factory=lambda: [64, 32, 64])
     world_seed: int = 1
     world_file: str = ""
+    world_layout: str = "xyz"
+    world_box: list[int] = field(default_factory=list)
+    block_labels: str = ""
+    hollow: int = 0
     view_sampling: str = "fresh"
     num_views: int = 256
     image_size: int = 64
@@ -125,6 +137,13 @@ class GANcraftDataConfig:
                 raise ValueError(f"data.{key}: must be >= 0, got {getattr(self, key)}")
         check_choice("data.pseudo_gt_style", self.pseudo_gt_style, ("random", "mean"))
         check_choice("data.view_sampling", self.view_sampling, ("fresh", "fixed"))
+        check_choice("data.world_layout", self.world_layout, LAYOUTS)
+        if self.world_box and (len(self.world_box) != 6 or any(
+                hi <= lo for lo, hi in zip(self.world_box[:3], self.world_box[3:]))):
+            raise ValueError(f"data.world_box: must be [x0, y0, z0, x1, y1, z1] with x1 > x0, y1 > y0, z1 > z0, "
+                             f"got {list(self.world_box)}")
+        if self.hollow < 0:
+            raise ValueError(f"data.hollow: must be >= 0, got {self.hollow}")
 
 
 @dataclass
@@ -207,8 +226,10 @@ class FrozenTranslator(nn.Module):
 def build_world(cfg: GANcraftDataConfig) -> BlockWorld:
     """The training world: ``data.world_file`` (a one-line ``DataError`` when malformed) or procedural."""
     if cfg.world_file:
-        return load_world(cfg.world_file)
-    return generate_world(tuple(cfg.world_size), seed=cfg.world_seed)
+        return load_any_world(cfg.world_file, cfg.world_layout, cfg.world_box or None, cfg.block_labels or None,
+                              cfg.hollow)
+    world = generate_world(tuple(cfg.world_size), seed=cfg.world_seed)
+    return BlockWorld(hollow(world.blocks, cfg.hollow), world.labels) if cfg.hollow else world
 
 
 class GANcraftTrainData:
