@@ -159,12 +159,73 @@ def write_outputs(run_dir: Path, cfg, train_seconds: float | None, paths: dict, 
     return "\n".join(lines)
 
 
+MEMORY_SCRIPT = """
+import json, resource, sys, time, torch
+torch.set_num_threads(1)
+from imaginate.data.blockworld import generate_world, orbit
+from imaginate.systems.gancraft.model import GANcraftGenerator, GANcraftModelConfig
+from imaginate.systems.gancraft.tiled import render_camera
+size, tile, samples = (int(v) for v in sys.argv[1:4])
+torch.manual_seed(0)
+world = generate_world((64, 32, 64), seed=0)
+net = GANcraftGenerator(GANcraftModelConfig.paper(), world).eval()
+code = net.style_code(torch.zeros(1, net.config.style_dims))
+camera = orbit(world, 8, size, size)[1]
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+start = time.process_time()
+frame = render_camera(net, camera, code, tile=tile, num_samples=samples)
+seconds = time.process_time() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"size": size, "tile": tile, "samples": samples, "base_mib": base, "peak_mib": peak,
+                  "render_mib": peak - base, "cpu_s": seconds, "mean": float(frame.mean())}))
+"""
+
+
+def memory(cases: list[tuple[int, int]], samples: int) -> list[dict]:
+    """Peak RSS of rendering one frame with the paper-size generator, each case in a fresh process."""
+    import os
+    import subprocess
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    rows = []
+    for size, tile in cases:
+        result = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(size), str(tile), str(samples)], env=env,
+                                capture_output=True, text=True, check=True)
+        rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
+        print(rows[-1], flush=True)
+    return rows
+
+
+def write_memory(rows: list[dict]) -> None:
+    lines = ["# GANcraft: peak memory of rendering one frame, tiled vs whole (paper-size model, CPU)", "",
+             "Written by `benchmarks/gancraft.py --memory`; do not edit by hand.", "",
+             "The paper-size generator (`GANcraftModelConfig.paper()`: 64-d corner features, 256-wide MLP, "
+             f"256-channel render CNN) on a procedural 64x32x64 world, {rows[0]['samples']} samples per ray (the "
+             "reference's inference value), one orbit view, `imaginate.systems.gancraft.tiled.render_camera`, "
+             "each case in a fresh single-threaded process. `render MiB`: peak RSS during the render minus the "
+             "RSS before it (model and world loaded); `whole frame`: one untiled pass for comparison. CPU "
+             "seconds on a shared, loaded 2-core machine.", "",
+             "| frame | tile | render MiB | peak RSS MiB | CPU s |", "|---|---|---|---|---|"]
+    for r in rows:
+        tile = "whole frame" if r["tile"] >= r["size"] else r["tile"]
+        lines.append(f"| {r['size']}² | {tile} | {r['render_mib']:.0f} | {r['peak_mib']:.0f} | {r['cpu_s']:.0f} |")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "gancraft_memory.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / "gancraft_memory.json").write_text(json.dumps(rows, indent=1) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-dir", default=str(ROOT / "runs" / "bench_gancraft" / "tiny"))
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the tiny preset's)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--memory", action="store_true",
+                        help="only measure the tiled render's peak memory -> docs/results/gancraft_memory.md")
     args = parser.parse_args()
+    if args.memory:
+        cases = [(64, 64), (128, 64), (256, 64), (128, 128), (256, 128), (128, 10**6)]
+        write_memory(memory(cases, 40))
+        return
 
     import torch
 

@@ -23,6 +23,25 @@ from imaginate.data.blockworld.raycast import ray_voxel_intersections, ray_voxel
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
 
 
+def rays_per_second(device: torch.device, size: int, hits: int, repeats: int) -> tuple[float, float]:
+    """(rays/s of the current DDA, best of ``repeats`` calls; fraction of rays that hit) on one orbit view."""
+    import time
+
+    world = generate_world((64, 32, 64), seed=0).to(device)
+    origins, directions = orbit(world, 8, size, size)[1].rays(device=device)
+    result = ray_voxel_intersections(world.blocks, origins, directions, max_hits=hits)  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        result = ray_voxel_intersections(world.blocks, origins, directions, max_hits=hits)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return size * size / best, float(result.hit[..., 0].float().mean())
+
+
 def compare(device: torch.device, size: int, hits: int, window: int, rounds: int) -> dict:
     """Rays/s of both versions (median of interleaved rounds) and the fraction of rays that hit."""
     world = generate_world((64, 32, 64), seed=0).to(device)

@@ -316,3 +316,30 @@ def test_bad_config_values_name_the_field(field, value):
 def test_generator_rejects_a_label_table_longer_than_num_labels(world):
     with pytest.raises(ValueError, match="model.num_labels"):
         GANcraftGenerator(GANcraftModelConfig.tiny(num_labels=4), world)
+
+
+@torch.no_grad()
+def test_rays_reaching_the_floor_take_the_mean_sky_not_their_directions_sky():
+    import dataclasses
+
+    blocks = torch.zeros(8, 8, 8, dtype=torch.int32)
+    blocks[:, 0] = BLOCK_IDS["stone"]  # a one-block floor: rays hit 1 block (hit list not full) at y <= 1
+    camera = PinholeCamera.from_look_at((4.0, 6.0, 3.9), (4.0, 0.0, 4.1), 6, 6, 40.0)
+    origins, directions = camera.rays()
+    origins, directions = origins[None], directions[None]
+    means = torch.randn(2, 1, GANcraftModelConfig.tiny().render_feature_dims, generator=torch.Generator().manual_seed(0))
+    for level, expect_mean in ((1.0, True), (-100.0, False)):
+        torch.manual_seed(0)
+        config = dataclasses.replace(GANcraftModelConfig.tiny(), sky_ground_level=level, density_bias_init=0.0)
+        net = GANcraftGenerator(config, BlockWorld(blocks)).eval()
+        hits = net.cast_rays(origins, directions)
+        assert bool(hits.hit[..., 0].all()) and not bool(hits.hit[..., -1].any())  # hit lists not full
+        code = net.style_code(torch.zeros(1, config.style_dims))
+        a, b = (net(hits, origins, directions, style_code=code, sky_mean=m) for m in means)
+        difference = a["features"] - b["features"]  # [1, F, H, W]
+        if expect_mean:
+            expected = a["sky_fraction"] * (means[0] - means[1])[:, :, None, None]
+            torch.testing.assert_close(difference, expected, atol=1e-5, rtol=0)
+            assert float(a["sky_fraction"].min()) > 0.05  # some sky weight is left to replace
+        else:
+            assert float(difference.abs().max()) == 0.0

@@ -21,9 +21,11 @@ Choices, with the reference's values:
   reference: 0). With 0, half the ReLU densities start dead and the blocks start almost transparent
   (at init no pixel of a 64x64 tiny-config view had weights summing above 0.01); with 3 a ray through the 3 truncation voxels starts
   with weight 1 - exp(-3 * 0.75) = 0.89, so short CPU runs see geometry from the first step.
-- ``keep_sky_out``: a ray whose hit list is full (all ``max_hits`` blocks hit: the sky is hidden) fills
-  its leftover transmittance with the image's mean sky feature, not the sky of its direction, so the sky
-  does not leak through semi-transparent ground (``keep_sky_out_avgpool`` + ``sky_global_avgpool``).
+- ``keep_sky_out``: a ray whose hit list is full (all ``max_hits`` blocks hit: the sky is hidden), or one
+  with a sample at or below ``sky_ground_level`` (the reference's ``is_gnd``: it reached the world's
+  floor, e.g. under hollowed ground), fills its leftover transmittance with the image's mean sky feature,
+  not the sky of its direction, so the sky does not leak through semi-transparent ground
+  (``keep_sky_out_avgpool`` + ``sky_global_avgpool``).
 - No view direction input to the render MLP (the released config's ``pe_lvl_raydir: 0``).
 - The one-hot label input ``Linear(one_hot(label), bias=False)`` is an ``nn.Embedding`` (same function,
   same parameter count).
@@ -88,6 +90,7 @@ class GANcraftModelConfig:
     density_activation: str = "relu"
     density_bias_init: float = 3.0
     keep_sky_out: bool = True
+    sky_ground_level: float = 1.0
     sky_posenc_freqs: int = 5
     style_dims: int = 128
     style_code_dims: int = 256
@@ -117,6 +120,9 @@ class GANcraftModelConfig:
         bias = self.density_bias_init
         if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not math.isfinite(bias):
             raise ValueError(f"model.density_bias_init: must be a finite number, got {bias!r}")
+        level = self.sky_ground_level
+        if isinstance(level, bool) or not isinstance(level, (int, float)) or not math.isfinite(level):
+            raise ValueError(f"model.sky_ground_level: must be a finite number, got {level!r}")
         for name in ("truncate_voxels", "density_distance_scale"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < math.inf):
@@ -299,7 +305,9 @@ class GANcraftGenerator(nn.Module):
             if sky_mean is None:
                 sky_mean = sky.reshape(batch, -1, sky.shape[-1]).mean(dim=1)  # [B, F]
             mean_sky = sky_mean.to(device, dtype)[ray_batch]  # [R, F]
-            sky = torch.where(hits.hit[:, -1:], mean_sky, sky)
+            low = (points[:, 1] <= c.sky_ground_level).to(dtype)  # [P] samples at the world's floor
+            ground = low.new_zeros(rays).index_reduce_(0, ray, low, "amax") > 0  # [R]
+            sky = torch.where(hits.hit[:, -1:] | ground[:, None], mean_sky, sky)
         blended = (weights[..., None] * feature_grid).sum(dim=1) + sky_fraction * sky  # [R, F]
         feature_image = blended.reshape(batch, height, width, -1).permute(0, 3, 1, 2)  # [B, F, H, W]
 
