@@ -2,8 +2,12 @@
 
 One iteration = forward, activation-gradient and weight-gradient passes over the batch, then one
 update per parameter element. Counted: multiply-accumulates (MACs) of Linear, Conv2d and activation x
-activation matmuls (attention). Excluded (a compute-only datapath model): norms, softmax,
-activations, pooling, residual/bias adds, embedding gathers, and all SRAM/DRAM traffic. Closed forms:
+activation matmuls (attention), and optionally (``memory``) the memory traffic of weights,
+activations, gradients and optimizer state (:mod:`imaginate.numerics.energy_memory`). Excluded:
+norms, softmax, activations, pooling, residual/bias adds, embedding gathers. Attention's
+activation x activation products are priced at FP32 in every setting unless ``quantize_attention``:
+the quantised training here (``imaginate.numerics.quant``) quantises Linear and Conv2d layers only,
+so only their MACs run in the low-precision format. Closed forms:
 Linear(in, out) on N rows: N*in*out; Conv2d: N*Hout*Wout*Cout*(Cin/groups)*kh*kw; activation-grad
 and weight-grad MACs equal forward MACs (activation-grad is 0 where the input needs no gradient, e.g.
 the first layer); a @ b of two activations: one activation-grad product per operand.
@@ -107,13 +111,17 @@ def int_format(bits: int = 8, acc_bits: int = 32) -> MacFormat:
 
 
 def lns_format(bits_a: int, bits_b: int, acc_bits: int = 24, gamma: int = 8,
-               remainder_accumulation: bool = False) -> MacFormat:
+               remainder_accumulation: bool = False, shift_pj: float | None = None,
+               rom_pj: float | None = None) -> MacFormat:
     """LNS MAC of a ``bits_a``-bit by a ``bits_b``-bit LNS operand (1 sign bit + exponent bits).
 
     Multiply = integer add of exponents sized for the wider operand (different gammas align by a
     constant shift: wiring; the sign XOR is neglected). To linear: e = q * gamma + r; read 2**(-r/gamma)
-    from a gamma-entry ROM of 8-bit constants (assumed: one 8-bit add, a small mux tree) and shift it
-    by q (a barrel shifter, assumed: one add of the accumulator width). Accumulate: one ``acc_bits``
+    from a gamma-entry ROM of 8-bit constants and shift it by q with a barrel shifter. Neither has a
+    published 45 nm per-operation figure we could cite: both are ASSUMPTIONS, parameters of the
+    model (``shift_pj``, ``rom_pj``), by default priced as one ``acc_bits`` integer add (the shifter)
+    and one 8-bit integer add (the ROM read: a small mux tree); the energy table shows how the ratio
+    moves when they cost more. Accumulate: one ``acc_bits``
     integer add. Output (linear -> log): leading-one detect (one ``acc_bits`` add) + a ROM read.
     ``remainder_accumulation``: no ROM read per MAC; products go to ``gamma`` partial sums by r, and
     each output pays gamma (acc_bits x 8)-bit constant multiplies (acc_bits / 8 8-bit multiplies
@@ -125,9 +133,13 @@ def lns_format(bits_a: int, bits_b: int, acc_bits: int = 24, gamma: int = 8,
         acc_bits: linear-domain accumulator width.
         gamma: base factor of the product (number of ROM entries / partial sums).
         remainder_accumulation: the per-remainder partial-sum design instead of a ROM read per MAC.
+        shift_pj: energy of the barrel shift (None: the assumption above).
+        rom_pj: energy of one ROM read (None: the assumption above).
     """
     exp_add = int_add_pj(max(bits_a, bits_b) - 1)
-    shift, rom, acc = int_add_pj(acc_bits), int_add_pj(8), int_add_pj(acc_bits)
+    shift = int_add_pj(acc_bits) if shift_pj is None else shift_pj
+    rom = int_add_pj(8) if rom_pj is None else rom_pj
+    acc = int_add_pj(acc_bits)
     to_log = int_add_pj(acc_bits) + rom
     if remainder_accumulation:
         combine = gamma * int_mul_pj(8) * acc_bits / 8 + (gamma - 1) * int_add_pj(acc_bits)
@@ -159,7 +171,8 @@ class TrainingSetting:
 
 
 def training_settings(lns_acc_bits: int = 24, lns_gamma: int = 8,
-                      lns_remainder_accumulation: bool = False) -> list[TrainingSetting]:
+                      lns_remainder_accumulation: bool = False, lns_shift_pj: float | None = None,
+                      lns_rom_pj: float | None = None) -> list[TrainingSetting]:
     """FP32, FP16, BF16, FP8, INT8 baselines and LNS-Madam (8-bit forward, 5-bit gradients).
 
     Baselines: SGD on an FP32 master copy (``p -= lr * g``: FP32 mul + add; Adam/Madam cost more, so
@@ -172,6 +185,7 @@ def training_settings(lns_acc_bits: int = 24, lns_gamma: int = 8,
         lns_acc_bits: LNS linear-domain accumulator width.
         lns_gamma: LNS base factor of products (ROM entries).
         lns_remainder_accumulation: use the per-remainder partial-sum datapath.
+        lns_shift_pj, lns_rom_pj: the LNS shifter / ROM energies (None: the documented assumptions).
     """
     fp32_sgd = fp_mul_pj(FP32_SIGNIFICAND) + fp_add_pj(FP32_SIGNIFICAND)
     settings = [TrainingSetting("fp32", *[fp_format("fp32", 24)] * 3, fp32_sgd, "SGD in FP32")]
@@ -181,9 +195,9 @@ def training_settings(lns_acc_bits: int = 24, lns_gamma: int = 8,
         # the wider significand (E4M3: 3 mantissa bits + hidden bit = 4).
         settings.append(TrainingSetting(name, fmt, fmt, fmt, fp32_sgd + fmt.output_pj,
                                         f"SGD on an FP32 master copy + cast to {name}"))
-    lns = {k: lns_format(8, b, lns_acc_bits, lns_gamma, lns_remainder_accumulation) for k, b in
-           (("forward", 8), ("grad", 5))}
-    one = lns_format(8, 5, lns_acc_bits)  # a single product: ROM + shift, never per-remainder sums
+    lns = {k: lns_format(8, b, lns_acc_bits, lns_gamma, lns_remainder_accumulation, lns_shift_pj, lns_rom_pj)
+           for k, b in (("forward", 8), ("grad", 5))}
+    one = lns_format(8, 5, lns_acc_bits, shift_pj=lns_shift_pj, rom_pj=lns_rom_pj)  # one product: ROM + shift
     lns_update = one.to_linear_pj + one.acc_pj + one.output_pj + 4 * int_add_pj(7)
     settings.append(TrainingSetting("lns", lns["forward"], lns["grad"], lns["grad"], lns_update,
                                     "LNS-Madam: integer exponent add + clamp, no float copy"))
@@ -208,6 +222,8 @@ class LayerCount:
         forward, act_grad, weight_grad: MACs per phase.
         outputs, input_grads, weight_grads: elements the forward / activation-grad / weight-grad
             passes produce (each pays one accumulator -> storage conversion).
+        inputs: activation elements the layer reads (both operands of a matmul).
+        weights: weight elements the layer reads (0 for a matmul).
     """
 
     name: str
@@ -218,6 +234,8 @@ class LayerCount:
     outputs: int
     input_grads: int
     weight_grads: int
+    inputs: int = 0
+    weights: int = 0
 
 
 def _count_call(name: str, module: nn.Module, inputs: tuple, out: Tensor) -> LayerCount:
@@ -226,7 +244,7 @@ def _count_call(name: str, module: nn.Module, inputs: tuple, out: Tensor) -> Lay
         macs = out.numel() * a.shape[-1]  # [..., n, k] @ [..., k, m]
         grads = [t for t in (a, b) if t.requires_grad]
         return LayerCount(name, "matmul", macs, macs * len(grads), 0, out.numel(),
-                          sum(t.numel() for t in grads), 0)
+                          sum(t.numel() for t in grads), 0, a.numel() + b.numel(), 0)
     x, w = inputs[0], module.weight
     if isinstance(module, nn.Linear):
         rows = x.numel() // module.in_features  # N
@@ -237,7 +255,8 @@ def _count_call(name: str, module: nn.Module, inputs: tuple, out: Tensor) -> Lay
         macs = n * h_out * w_out * c_out * (module.in_channels // module.groups) * kh * kw
         kind = "conv2d"
     return LayerCount(name, kind, macs, macs if x.requires_grad else 0, macs if w.requires_grad else 0,
-                      out.numel(), x.numel() if x.requires_grad else 0, w.numel() if w.requires_grad else 0)
+                      out.numel(), x.numel() if x.requires_grad else 0, w.numel() if w.requires_grad else 0,
+                      x.numel(), w.numel())
 
 
 def count_macs(model: nn.Module, *inputs: Tensor) -> list[LayerCount]:
@@ -374,6 +393,9 @@ class EnergyReport:
     params: int
     layers: list[LayerCount]
     settings: list[TrainingSetting]
+    quantize_attention: bool = False
+    memory: str = "none"
+    lns_moment_bytes: int = 4
 
     def macs(self) -> dict[str, int]:
         """MACs per phase; ``update`` counts parameter elements (one update op each)."""
@@ -386,11 +408,20 @@ class EnergyReport:
     def energy_mj(self, name: str) -> dict[str, float]:
         """Energy per phase in mJ for the setting called ``name``."""
         s, pj = self.setting(name), {}
+        fp32 = self.settings[0].forward  # attention products stay FP32 unless quantize_attention
+
+        def fmt(c: LayerCount, phase: str) -> MacFormat:
+            return fp32 if c.kind == "matmul" and not self.quantize_attention else getattr(s, phase)
+
         for phase, outputs in (("forward", "outputs"), ("act_grad", "input_grads"),
                                ("weight_grad", "weight_grads")):
-            pj[phase] = sum(phase_energy_pj(getattr(s, phase), getattr(c, phase), getattr(c, outputs))
+            pj[phase] = sum(phase_energy_pj(fmt(c, phase), getattr(c, phase), getattr(c, outputs))
                             for c in self.layers)
         pj["update"] = self.params * s.update_pj
+        if self.memory != "none":
+            from imaginate.numerics.energy_memory import memory_pj
+
+            pj["memory"] = memory_pj(self, name)
         return {k: v * 1e-9 for k, v in pj.items()}
 
     def total_mj(self, name: str) -> float:
@@ -403,15 +434,19 @@ class EnergyReport:
     def format_table(self, markdown: bool = False) -> str:
         """MACs per phase, then energy per phase and format (mJ) and the ratio to FP32."""
         m = self.macs()
+        scope = "compute-only datapath" if self.memory == "none" else f"datapath + memory traffic ({self.memory})"
         head = (f"{self.model}: {self.input_desc} per iteration, {self.params / 1e6:.2f} M parameters; "
-                f"compute-only datapath, 45 nm (Horowitz, ISSCC 2014)")
+                f"{scope}, 45 nm (Horowitz, ISSCC 2014); attention products "
+                f"{'quantised' if self.quantize_attention else 'FP32'}")
         macs = (f"MACs: forward {m['forward'] / 1e9:.3f} G, activation-grad {m['act_grad'] / 1e9:.3f} G, "
                 f"weight-grad {m['weight_grad'] / 1e9:.3f} G, weight-update {m['update'] / 1e6:.2f} M ops")
-        cols = ["format", "forward", "act-grad", "weight-grad", "update", "total mJ", "FP32 / format"]
+        phases = PHASES + (("memory",) if self.memory != "none" else ())
+        cols = ["format", "forward", "act-grad", "weight-grad", "update", *(["memory"] if self.memory != "none"
+                                                                              else []), "total mJ", "FP32 / format"]
         rows = [cols]
         for s in self.settings:
             e = self.energy_mj(s.name)
-            rows.append([s.name, *(f"{e[p]:.4g}" for p in PHASES), f"{sum(e.values()):.4g}",
+            rows.append([s.name, *(f"{e[p]:.4g}" for p in phases), f"{sum(e.values()):.4g}",
                          f"{self.ratio_to_fp32(s.name):.1f}x"])
         if markdown:
             lines = ["| " + " | ".join(r) + " |" for r in rows]
@@ -424,7 +459,9 @@ class EnergyReport:
 
 def energy_report(model_name: str, batch: int = 1, *, image_size: int = 224, seq_len: int = 128,
                   lns_acc_bits: int = 24, lns_gamma: int = 8,
-                  lns_remainder_accumulation: bool = False) -> EnergyReport:
+                  lns_remainder_accumulation: bool = False, lns_shift_pj: float | None = None,
+                  lns_rom_pj: float | None = None, quantize_attention: bool = False, memory: str = "none",
+                  lns_moment_bytes: int = 4) -> EnergyReport:
     """Count one training iteration of ``model_name`` and price it in every format.
 
     Args:
@@ -435,13 +472,24 @@ def energy_report(model_name: str, batch: int = 1, *, image_size: int = 224, seq
         lns_acc_bits: LNS accumulator width.
         lns_gamma: LNS base factor of products.
         lns_remainder_accumulation: per-remainder partial sums instead of a ROM read per MAC.
+        lns_shift_pj, lns_rom_pj: LNS shifter / ROM energies (None: the documented assumptions).
+        quantize_attention: price attention's activation x activation products in the setting's
+            format (False: FP32, as the quantised training here leaves them).
+        memory: "none" (compute only), or a memory level of
+            :data:`imaginate.numerics.energy_memory.MEMORY_PJ_PER_BYTE` for the traffic term.
+        lns_moment_bytes: bytes per element of LNS-Madam's stored second moment (4, 2 or 1).
     """
+    from imaginate.numerics.energy_memory import MEMORY_PJ_PER_BYTE
+
+    if memory != "none" and memory not in MEMORY_PJ_PER_BYTE:
+        raise ValueError(f"memory: {memory!r} is not one of none, {', '.join(MEMORY_PJ_PER_BYTE)}")
     if batch < 1:
         raise ValueError(f"batch: must be >= 1, got {batch}")
     model, x, desc = build_model(model_name, batch, image_size, seq_len)
     params = sum(p.numel() for p in model.parameters())
     return EnergyReport(model_name, batch, desc, params, count_macs(model, x),
-                        training_settings(lns_acc_bits, lns_gamma, lns_remainder_accumulation))
+                        training_settings(lns_acc_bits, lns_gamma, lns_remainder_accumulation, lns_shift_pj,
+                                          lns_rom_pj), quantize_attention, memory, lns_moment_bytes)
 
 
 # ---- 5. Command line ----------------------------------------------------------------------------
@@ -456,7 +504,10 @@ def run_energy(args: argparse.Namespace) -> int:
     """The ``energy`` verb: print the table for ``args.model``."""
     report = energy_report(args.model, args.batch, image_size=args.image_size, seq_len=args.seq_len,
                            lns_acc_bits=args.lns_acc_bits, lns_gamma=args.lns_gamma,
-                           lns_remainder_accumulation=args.lns_remainder_accumulation)
+                           lns_remainder_accumulation=args.lns_remainder_accumulation,
+                           lns_shift_pj=args.lns_shift_pj, lns_rom_pj=args.lns_rom_pj,
+                           quantize_attention=args.quantize_attention, memory=args.memory,
+                           lns_moment_bytes=args.lns_moment_bytes)
     print(report.format_table(markdown=args.markdown))
     return 0
 
@@ -481,6 +532,14 @@ def add_energy_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     p.add_argument("--lns-gamma", type=_positive, default=8, help="LNS base factor gamma (default: 8)")
     p.add_argument("--lns-remainder-accumulation", action="store_true",
                    help="per-remainder partial sums instead of a look-up per MAC")
+    p.add_argument("--lns-shift-pj", type=float, default=None, help="LNS barrel shift energy, pJ (default: an assumption)")
+    p.add_argument("--lns-rom-pj", type=float, default=None, help="LNS ROM read energy, pJ (default: an assumption)")
+    p.add_argument("--quantize-attention", action="store_true",
+                   help="price attention products in the low-precision format (default: FP32, as trained)")
+    p.add_argument("--memory", default="none", choices=("none", "sram_8kb", "sram_32kb", "sram_1mb", "dram"),
+                   help="add memory traffic at this level (Horowitz 2014 per-access energies)")
+    p.add_argument("--lns-moment-bytes", type=int, default=4, choices=(1, 2, 4),
+                   help="bytes of LNS-Madam's stored second moment (4 fp32, 2 bf16, 1 lns8)")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p.set_defaults(func=run_energy)
     return p

@@ -170,3 +170,37 @@ def test_unknown_model_and_bad_batch_rejected() -> None:
         energy_report("vgg16")
     with pytest.raises(ValueError, match="batch: must be >= 1"):
         energy_report("resnet18", 0)
+
+
+def test_attention_priced_at_fp32_unless_quantised() -> None:
+    fp32_attention, quantised = energy_report("bert-base"), energy_report("bert-base", quantize_attention=True)
+    matmul = [c for c in fp32_attention.layers if c.kind == "matmul"]
+    assert matmul and fp32_attention.total_mj("fp32") == pytest.approx(quantised.total_mj("fp32"))
+    fp32, lns = fp32_attention.setting("fp32").forward, fp32_attention.setting("lns")
+    extra = sum(c.forward * (fp32.mac_pj - lns.forward.mac_pj) + c.outputs * (fp32.output_pj - lns.forward.output_pj)
+                + c.act_grad * (fp32.mac_pj - lns.act_grad.mac_pj)
+                + c.input_grads * (fp32.output_pj - lns.act_grad.output_pj) for c in matmul)
+    assert fp32_attention.total_mj("lns") - quantised.total_mj("lns") == pytest.approx(extra * 1e-9)
+    resnet = energy_report("resnet18", image_size=64)  # no attention: no change
+    assert resnet.total_mj("lns") == energy_report("resnet18", image_size=64, quantize_attention=True).total_mj("lns")
+
+
+def test_memory_traffic_by_hand() -> None:
+    from imaginate.numerics.energy_memory import MEMORY_PJ_PER_BYTE, traffic_bytes
+
+    mlp = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    counts = count_macs(mlp, torch.randn(5, 4))
+    report = EnergyReport("mlp", 5, "", 23, counts, training_settings(), memory="dram", lns_moment_bytes=1)
+    # fp32, 4 bytes each: forward reads weights 12 + 6, inputs 20 + 15, writes outputs 15 + 10;
+    # act-grad (layer 2 only): weights 6, output grads 10, input grads 15; weight-grad: inputs 20 + 15,
+    # output grads 15 + 10, weight grads 12 + 6; update: 23 x (grad 4 + master read + write 8)
+    assert traffic_bytes(report, "fp32") == {"forward": 4 * 78, "act_grad": 4 * 31, "weight_grad": 4 * 78,
+                                             "update": 23 * 12}
+    lns = traffic_bytes(report, "lns")  # weights/activations 1 byte, gradients 5/8, moment 1 byte
+    assert lns["forward"] == 78 and lns["act_grad"] == 6 + (10 + 15) * 5 / 8
+    assert lns["update"] == 23 * (5 / 8 + 2 + 2)
+    compute = EnergyReport("mlp", 5, "", 23, counts, training_settings()).total_mj("fp32")
+    memory_pj = sum(traffic_bytes(report, "fp32").values()) * MEMORY_PJ_PER_BYTE["dram"]
+    assert report.total_mj("fp32") == pytest.approx(compute + memory_pj * 1e-9)
+    with pytest.raises(ValueError, match="memory"):
+        energy_report("resnet18", memory="l4_cache")
