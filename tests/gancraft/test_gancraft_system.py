@@ -238,3 +238,30 @@ def test_malformed_keyframe_files_are_one_line_errors(tiny_run, tmp_path, capsys
     code = main(["render", "--checkpoint", str(tiny_run), "--keyframes", str(keys), "--out", str(tmp_path / "v.mp4")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and message in err and "cams.json" in err
+
+
+def test_vgg19_perceptual_uses_the_reference_layers_and_weights(monkeypatch):
+    from torch import nn
+
+    import imaginate.nn.perceptual as perceptual
+    from imaginate.engine import RunContext
+    from imaginate.engine.distributed import DistEnv
+
+    built = {}
+
+    class FakeVGG(nn.Module):  # stands in for the weights file this box does not have
+        def __init__(self, weights_path=None, layers=()):
+            super().__init__()
+            built["layers"] = tuple(layers)
+
+        def forward(self, x):
+            return [x] * len(built["layers"])
+
+    monkeypatch.setattr(perceptual, "VGG19Features", FakeVGG)
+    spec = get_system("gancraft")
+    cfg = build_config(spec.config_cls, preset="tiny", system="gancraft",
+                       overrides=["loss.perceptual_net=vgg19", "train.device=cpu"])
+    ctx = RunContext(DistEnv(0, 1, 0, torch.device("cpu")), amp=False, grad_accum=1, seed=0, global_batch=4)
+    system = spec.system_cls(cfg, ctx)
+    assert built["layers"] == ("relu3_1", "relu4_1", "relu5_1")
+    assert [float(w) for w in system.perceptual.layer_weights] == [0.125, 0.25, 1.0]

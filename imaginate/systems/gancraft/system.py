@@ -71,6 +71,8 @@ from imaginate.systems.gancraft.pseudo_gt import (
 )
 from imaginate.systems.gancraft.views import ViewSampler, cast_views, hits_of, render_views
 
+REFERENCE_VGG_LAYERS = ("relu3_1", "relu4_1", "relu5_1")  # imaginaire's gancraft perceptual_loss
+REFERENCE_VGG_WEIGHTS = (0.125, 0.25, 1.0)
 PHOTO_WORLD_SEED_BASE = 900_000  # "real photo" worlds; training worlds stay below, translator pairs above 1e6
 PHOTO_STREAM = 7919  # offsets the photo batch stream's seed from the view stream's
 
@@ -306,7 +308,8 @@ class GANcraftSystem(System):
                                           lr=o.lr_g, betas=(o.beta1, o.beta2)),
         }
         if cfg.loss.perceptual_net == "vgg19":
-            self.perceptual = PerceptualLoss(cfg.loss.vgg19_weights or None)
+            self.perceptual = PerceptualLoss(cfg.loss.vgg19_weights or None, layers=REFERENCE_VGG_LAYERS,
+                                             layer_weights=REFERENCE_VGG_WEIGHTS)
         else:
             self.perceptual = offline_perceptual_loss(num_scales=3)
         self.perceptual.to(ctx.device)
