@@ -154,7 +154,7 @@ def vid2vid_job_args(ctx: AppContext, run_id: str | None, other_run_id: str | No
     world_path = checked_world(world)
     out = ctx.output_dir() / "synthesis.mp4"
     args = ["synthesize", "--checkpoint", str(run.path), "--out", str(out),
-            "--path", choice_in(path, "camera path", PATHS), "--frames", str(int_in(frames, "frames", 2, MAX_FRAMES)),
+            "--path", choice_in(path, "camera path", PATHS), "--frames", str(int_in(frames, "frames", 6, MAX_FRAMES)),
             "--seed", str(int_in(seed, "seed", 0, 2**31 - 1)), "--device", ctx.device]
     if other_run_id:
         other = ctx.catalog.resolve("vid2vid", other_run_id)
@@ -180,7 +180,7 @@ def add_vid2vid_tab(ctx: AppContext, train_args: list[str] | None = None) -> Non
     with gr.Row():
         world = gr.File(label="world (.npy, optional)", elem_id="vid2vid-world")
         path = gr.Radio(list(PATHS), value="revisit", label="camera path")
-        frames = gr.Slider(2, MAX_FRAMES, value=16, step=1, label="frames")
+        frames = gr.Slider(6, MAX_FRAMES, value=16, step=1, label="frames")  # the camera paths need 6
         seed = gr.Number(value=0, precision=0, label="seed")
     with gr.Row():
         button = gr.Button("Synthesize", variant="primary", elem_id="vid2vid-run")

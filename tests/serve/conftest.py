@@ -12,8 +12,8 @@ pytest.importorskip("gradio", reason="the serve extra is not installed: pip inst
 
 from serve_tiny_runs import train_tiny  # noqa: E402  (tests/serve is on sys.path, as for tests/optim)
 
-FAST_SYSTEMS = ("classify", "gan", "lns_madam", "coco_funit", "wsod", "styled_text", "face_vid2vid")
-VIDEO_SYSTEMS = ("gancraft", "vid2vid")
+FAST_SYSTEMS = ("classify", "gan", "lns_madam", "wsod")  # a few seconds each
+MORE_SYSTEMS = ("coco_funit", "styled_text", "face_vid2vid", "gancraft", "vid2vid")  # for the slow tests
 _browser_report: list[str] = []
 
 
@@ -34,11 +34,18 @@ def runs_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def video_runs(runs_dir) -> Path:
-    """``runs_dir`` with gancraft and vid2vid runs added (slow tests)."""
-    for system in VIDEO_SYSTEMS:
-        if not (runs_dir / f"{system}-tiny" / "final.safetensors").is_file():
-            train_tiny(system, runs_dir)
+def more_runs(runs_dir) -> Path:
+    """``runs_dir`` with the other systems' tiny runs added (slow tests)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for system in MORE_SYSTEMS:
+            if not (runs_dir / f"{system}-tiny" / "final.safetensors").is_file():
+                train_tiny(system, runs_dir)
+    finally:
+        torch.set_num_threads(before)
     return runs_dir
 
 
@@ -62,12 +69,6 @@ def ctx(runs_dir, uploads, tmp_path):
     return AppContext(RunCatalog(runs_dir), tmp_path / "work", device="cpu")
 
 
-def copy_into(folder: Path, source: Path, name: str | None = None) -> Path:
-    target = folder / (name or source.name)
-    shutil.copyfile(source, target)
-    return target
-
-
 def chromium_paths() -> tuple[str | None, str | None]:
     return shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
 
@@ -79,3 +80,8 @@ def report_browser_skip(reason: str) -> None:
 def pytest_terminal_summary(terminalreporter):
     for reason in _browser_report:
         terminalreporter.write_line(f"imaginate serve: BROWSER TESTS NOT RUN: {reason}", yellow=True, bold=True)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:gradio.*")
+    config.addinivalue_line("filterwarnings", "ignore:.*(no_silent_downcasting|copy keyword).*")

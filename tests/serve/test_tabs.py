@@ -142,7 +142,8 @@ def test_wsod_boxes_lie_in_the_uploaded_images_pixels(ctx, uploads):
 
 
 # ---- coco_funit ------------------------------------------------------------------------------------
-def test_coco_funit_translation_and_interpolation_strip(ctx, uploads):
+@pytest.mark.slow
+def test_coco_funit_translation_and_interpolation_strip(ctx, uploads, more_runs):
     from imaginate.data.species import SpeciesContent, render_species
     from imaginate.serve.tabs_images import coco_funit_translate
 
@@ -161,7 +162,8 @@ def test_coco_funit_translation_and_interpolation_strip(ctx, uploads):
 
 
 # ---- styled_text -----------------------------------------------------------------------------------
-def test_styled_text_writes_seeded_continuations(ctx, uploads):
+@pytest.mark.slow
+def test_styled_text_writes_seeded_continuations(ctx, uploads, more_runs):
     from imaginate.serve.tabs_other import styled_text_write
 
     first = styled_text_write(ctx, None, "The cat", "Yow! Are we having FUN yet?", None, 2, 0.7, 3)
@@ -175,7 +177,8 @@ def test_styled_text_writes_seeded_continuations(ctx, uploads):
 
 
 # ---- face_vid2vid ----------------------------------------------------------------------------------
-def test_face_codec_rate_beside_h264_and_talk_arguments(ctx, uploads):
+@pytest.mark.slow
+def test_face_codec_rate_beside_h264_and_talk_arguments(ctx, uploads, more_runs):
     from imaginate.data.heads import head_clip
     from imaginate.engine.video import write_mp4
     from imaginate.serve.tabs_video import codec_vs_h264, face_job_args
