@@ -53,8 +53,10 @@ from imaginate.engine.system import frozen
 from imaginate.nn import PerceptualLoss
 from imaginate.nn.perceptual import ImageGradients, offline_perceptual_loss  # noqa: F401 (old name kept)
 from imaginate.systems.gancraft.discriminator import (
+    FPSEDiscriminator,
     SegmentationDiscriminator,
     discriminator_loss,
+    fpse_losses,
     oasis_real_loss,
 )
 from imaginate.systems.gancraft.model import GANcraftGenerator, GANcraftModelConfig
@@ -189,7 +191,10 @@ class GANcraftOptimConfig:
 @dataclass
 class GANcraftConfig:
     """Args:
-        disc_channels / disc_depth: the segmentation discriminator's first width and U-Net depth.
+        disc_type: ``oasis``: a full-resolution U-Net with class-balanced cross-entropy; ``fpse``: the
+            reference's feature-pyramid network at 1/4 resolution (``FPSEDiscriminator``, image size a
+            multiple of 32; the reference's width is 128).
+        disc_channels / disc_depth: the discriminator's first width and (oasis) U-Net depth.
         eval_path_frames: orbit frames of the view-consistency evaluation.
         eval_views: training views rendered for the realism statistics.
     """
@@ -199,6 +204,7 @@ class GANcraftConfig:
     model: GANcraftModelConfig = field(default_factory=GANcraftModelConfig)
     loss: GANcraftLossConfig = field(default_factory=GANcraftLossConfig)
     optim: GANcraftOptimConfig = field(default_factory=GANcraftOptimConfig)
+    disc_type: str = "oasis"
     disc_channels: int = 64
     disc_depth: int = 4
     eval_path_frames: int = 12
@@ -210,10 +216,12 @@ class GANcraftConfig:
                 raise ValueError(f"{key}: must be >= 1, got {getattr(self, key)}")
         if self.eval_path_frames < 2:
             raise ValueError(f"eval_path_frames: must be >= 2, got {self.eval_path_frames}")
-        factor = 2 ** max(self.disc_depth, self.data.translator.num_upsamples)
+        check_choice("disc_type", self.disc_type, ("oasis", "fpse"))
+        depth = self.disc_depth if self.disc_type == "oasis" else 5
+        factor = 2 ** max(depth, self.data.translator.num_upsamples)
         if self.data.image_size % factor:
-            raise ValueError(f"data.image_size: must be a multiple of {factor} (2**disc_depth and "
-                             f"2**data.translator.num_upsamples), got {self.data.image_size}")
+            raise ValueError(f"data.image_size: must be a multiple of {factor} (2**disc_depth, 32 for the fpse "
+                             f"discriminator, and 2**data.translator.num_upsamples), got {self.data.image_size}")
 
 
 class FrozenTranslator(nn.Module):
@@ -288,8 +296,11 @@ class GANcraftSystem(System):
         d = cfg.data
         self.world = build_world(d)
         generator = GANcraftGenerator(cfg.model, self.world)
-        discriminator = SegmentationDiscriminator(cfg.model.num_labels, cfg.disc_channels, cfg.disc_depth,
-                                                  cfg.model.image_channels)
+        if cfg.disc_type == "fpse":
+            discriminator = FPSEDiscriminator(cfg.model.num_labels, cfg.disc_channels, cfg.model.image_channels)
+        else:
+            discriminator = SegmentationDiscriminator(cfg.model.num_labels, cfg.disc_channels, cfg.disc_depth,
+                                                      cfg.model.image_channels)
         if d.translator_file:
             translator, ready = load_translator(d.translator_file), True
         else:
@@ -381,6 +392,11 @@ class GANcraftSystem(System):
         n_photo, n_view = batch["photo"].shape[0], batch["pseudo_gt"].shape[0]
         logits = self.discriminator(torch.cat([batch["photo"], batch["pseudo_gt"], fake]))
         photo, pseudo, fake_logits = logits.split([n_photo, n_view, n_view])
+        if self.cfg.disc_type == "fpse":  # the reference: each real set against the fakes, weighted
+            real = (w.gan_photo * fpse_losses(photo, batch["photo_labels"], True)
+                    + w.gan_pseudo_gt * fpse_losses(pseudo, batch["labels"], True)) / (w.gan_photo + w.gan_pseudo_gt)
+            fake = fpse_losses(fake_logits, batch["labels"], False)
+            return real + fake, {"d_real": float(real.detach()), "d_fake": float(fake.detach())}
         return discriminator_loss([photo, pseudo], [batch["photo_labels"], batch["labels"]],
                                   [w.gan_photo, w.gan_pseudo_gt], fake_logits)
 
@@ -390,7 +406,10 @@ class GANcraftSystem(System):
         rgb, target = out["rgb"], batch["pseudo_gt"]
         l2 = F.mse_loss(rgb, target)
         perceptual = self.perceptual(rgb, target)
-        gan = oasis_real_loss(self.discriminator(rgb), batch["labels"])
+        if self.cfg.disc_type == "fpse":
+            gan = fpse_losses(self.discriminator(rgb), batch["labels"], True)
+        else:
+            gan = oasis_real_loss(self.discriminator(rgb), batch["labels"])
         kl = gaussian_kl(mu, logvar)
         loss = w.l2 * l2 + w.perceptual * perceptual + (w.gan_photo + w.gan_pseudo_gt) * gan + w.kl * kl
         # failure modes: render_sky_fraction -> 1 = the blocks went transparent; view_sky_fraction: sky-heavy views
