@@ -68,12 +68,12 @@ def speed_rows() -> list[list[str]]:
 
     from imaginate.config import build_config
     from imaginate.registry import get_system
-    from imaginate.systems.face_vid2vid.model import FaceVid2Vid, count_parameters
+    from imaginate.systems.face_vid2vid.model import build_model, count_parameters
 
     spec, rows = get_system("face_vid2vid"), []
     for preset in ("tiny", "paper"):
         cfg = build_config(spec.config_cls, preset=preset, system="face_vid2vid")
-        model = FaceVid2Vid(cfg.model).eval()
+        model = build_model(cfg.model).eval()
         size = cfg.model.image_size
         image = torch.rand(1, 3, size, size)
         with torch.no_grad():

@@ -405,7 +405,7 @@ def main() -> None:
         (out / "face_vid2vid_codec.json").write_text(json.dumps(results, indent=1))
         write_markdown(results, out / "face_vid2vid_codec.md")
         return
-    from imaginate.systems.face_vid2vid.model import FaceModelConfig, FaceVid2Vid
+    from imaginate.systems.face_vid2vid.model import FaceModelConfig, build_model
 
     model, step = load_trained(args.checkpoint)
     model_256, step_256 = load_trained(args.checkpoint_256) if args.checkpoint_256 else (None, None)
@@ -428,13 +428,13 @@ def main() -> None:
         first_clips[size] = clips[0]
         print(f"{size}px done in {time.time() - start:.0f}s", flush=True)
     results["speed"].append({"size": 64, "model": f"trained run ({model.config.image_size} px)", **speed(model, 64)})
-    wide = FaceVid2Vid(FaceModelConfig(**{**model.config.__dict__, "image_size": 256})).eval()
+    wide = build_model(FaceModelConfig(**{**model.config.__dict__, "image_size": 256})).eval()
     results["speed"].append({"size": 256, "model": "same widths at 256 px (untrained)", **speed(wide, 256, 4)})
     if not args.skip_paper_speed:
         from omegaconf import OmegaConf
 
         paper_cfg = OmegaConf.to_container(OmegaConf.load(ROOT / "configs" / "face_vid2vid" / "paper.yaml").model)
-        paper = FaceVid2Vid(FaceModelConfig(**paper_cfg)).eval()
+        paper = build_model(FaceModelConfig(**paper_cfg)).eval()
         millions = sum(p.numel() for p in paper.parameters()) / 1e6
         results["speed"].append({"size": 256, "model": f"`paper` preset sizes, {millions:.0f} M parameters (untrained)",
                                  **speed(paper, 256, 1, repeats=1)})

@@ -125,3 +125,17 @@ def test_models_run_and_repose_changes_the_output():
     ablation = Keypoints2DModel(FaceModelConfig(kind="keypoints2d", **TINY))
     result = ablation.reconstruct(source, driving)
     assert result["image"].shape == (2, 3, 32, 32) and result["kp_driving"].shape == (2, 4, 2)
+
+
+@pytest.mark.parametrize("kind", ["fv2v", "keypoints2d"])
+def test_batch_norm_option_replaces_every_group_norm_and_keeps_the_parameters(kind):
+    from imaginate.systems.face_vid2vid.model import build_model, count_parameters
+    from imaginate.systems.face_vid2vid.networks import BatchNormND
+
+    group = build_model(FaceModelConfig(kind=kind, norm="group", **TINY))
+    batch = build_model(FaceModelConfig(kind=kind, norm="batch", **TINY))
+    kinds = {type(m) for m in batch.modules()}
+    assert torch.nn.GroupNorm not in kinds and BatchNormND in kinds
+    assert count_parameters(batch) == count_parameters(group)  # same affine weights, statistics are buffers
+    with pytest.raises(Exception, match="model.norm"):
+        FaceModelConfig(norm="layer")

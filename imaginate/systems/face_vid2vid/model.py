@@ -37,6 +37,7 @@ from imaginate.systems.face_vid2vid.networks import (
     conv,
     norm,
     soft_argmax,
+    use_batch_norm,
     warp,
 )
 
@@ -58,6 +59,8 @@ class FaceModelConfig:
         pose_channels / pose_stages: H's first width and stride-2 stages.
         motion_compressed / motion_channels / motion_blocks / motion_max_channels: M's compression and hourglass.
         generator_channels / generator_res_blocks: G's 2D width and residual blocks.
+        norm: ``batch`` (the paper's; the presets) or ``group`` (batch-size independent; runs saved before this
+            option existed used it, so it stays the default of configs that do not name one).
     """
 
     kind: str = "fv2v"
@@ -81,9 +84,11 @@ class FaceModelConfig:
     motion_max_channels: int = 64
     generator_channels: int = 32
     generator_res_blocks: int = 2
+    norm: str = "group"
 
     def __post_init__(self) -> None:
         check_choice("model.kind", self.kind, ("fv2v", "keypoints2d"))
+        check_choice("model.norm", self.norm, ("batch", "group"))
         for key in ("num_keypoints", "feature_channels", "volume_channels", "volume_depth", "kp_channels",
                     "kp_depth", "kp_blocks", "kp_max_channels", "pose_channels", "pose_stages", "motion_compressed",
                     "motion_channels", "motion_blocks", "motion_max_channels", "generator_channels"):
@@ -318,7 +323,8 @@ class Keypoints2DModel(nn.Module):
 
 
 def build_model(cfg: FaceModelConfig) -> FaceVid2Vid | Keypoints2DModel:
-    return FaceVid2Vid(cfg) if cfg.kind == "fv2v" else Keypoints2DModel(cfg)
+    model = FaceVid2Vid(cfg) if cfg.kind == "fv2v" else Keypoints2DModel(cfg)
+    return use_batch_norm(model) if cfg.norm == "batch" else model
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -21,6 +21,29 @@ def norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(math.gcd(8, channels), channels)
 
 
+class BatchNormND(nn.modules.batchnorm._BatchNorm):
+    """Batch norm over dim 1 of a 2D ``[B, C, H, W]`` or 3D ``[B, C, D, H, W]`` map (one class for both)."""
+
+    def _check_input_dim(self, input: Tensor) -> None:
+        if input.dim() < 3:
+            raise ValueError(f"expected a [B, C, ...] map, got {input.dim()}D input")
+
+
+def use_batch_norm(module: nn.Module) -> nn.Module:
+    """Swap every ``GroupNorm`` in ``module`` for batch norm of the same width (in place; returns it).
+
+    Why it matters: group norm normalises each image by its own statistics, so a constant colour (a plain
+    background, a skin tone) is removed at every normalised layer and the generator must re-infer it; batch
+    norm (the paper's, FOMM's) keeps each image's offset from the batch mean. Measured on the tiny preset:
+    group norm gave colour-shifted outputs at 1000 steps (docs/results/face_vid2vid.md)."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.GroupNorm):
+            setattr(module, name, BatchNormND(child.num_channels))
+        else:
+            use_batch_norm(child)
+    return module
+
+
 def conv(dim: int, cin: int, cout: int, kernel: int = 3) -> nn.Module:
     return _CONV[dim](cin, cout, kernel, padding=kernel // 2)
 
