@@ -214,6 +214,59 @@ def write_memory(rows: list[dict]) -> None:
     (RESULTS / "gancraft_memory.json").write_text(json.dumps(rows, indent=1) + "\n")
 
 
+def coverage(steps: int, batch: int, fixed_views: int) -> dict:
+    """Surface corners of the tiny preset's world that training views see (as corners of first-hit blocks):
+    fresh views for ``steps`` x ``batch`` vs a fixed set of ``fixed_views`` (the old data path)."""
+    import torch
+
+    from imaginate.config import build_config
+    from imaginate.data.blockworld import random_valid_poses
+    from imaginate.registry import get_system
+    from imaginate.systems.gancraft.system import build_world
+    from imaginate.systems.gancraft.views import ViewSampler, cast_views
+    from imaginate.systems.gancraft.voxel_field import VoxelCornerFeatures
+
+    cfg = build_config(get_system("gancraft").config_cls, preset="tiny", system="gancraft")
+    world, size = build_world(cfg.data), cfg.data.image_size
+    field = VoxelCornerFeatures(world, 1)
+    solid = world.blocks != 0
+    air = torch.nn.functional.pad((~solid).float()[None, None], (1,) * 6, value=1.0)
+    exposed = solid & (torch.nn.functional.max_pool3d(air, 3, stride=1)[0, 0] > 0)  # solid, touching air/outside
+    surface = set(field.corner_rows(torch.nonzero(exposed)).flatten().tolist()) - {-1}
+
+    def seen(cameras) -> set:
+        views = cast_views(world, cameras, 1)
+        voxels = views["voxels"][..., 0, :][views["block_ids"][..., 0] >= 0]
+        return set(field.corner_rows(voxels).flatten().tolist()) & surface
+
+    sampler = ViewSampler(world, size, 1, None, random_style=False, seed=0)
+    fresh: set = set()
+    curve = []
+    for step in range(steps):
+        fresh |= seen(sampler.cameras(step, list(range(batch))))
+        if (step + 1) in (steps // 8, steps // 4, steps // 2, steps):
+            curve.append({"step": step + 1, "views": (step + 1) * batch, "fraction": len(fresh) / len(surface)})
+    fixed = seen(random_valid_poses(world, fixed_views, size, size, seed=cfg.data.world_seed))
+    return {"world": list(world.shape), "image_size": size, "surface_corners": len(surface),
+            "fixed_views": fixed_views, "fixed_fraction": len(fixed) / len(surface), "fresh": curve, "batch": batch}
+
+
+def write_coverage(c: dict) -> None:
+    lines = ["# GANcraft: how much of the world's surface training views see, fresh vs fixed views", "",
+             "Written by `benchmarks/gancraft.py --coverage`; do not edit by hand.", "",
+             f"The tiny preset's {'x'.join(map(str, c['world']))} world, {c['image_size']} px views. A surface "
+             f"corner is a voxel corner of a solid block that touches air ({c['surface_corners']} of them); it is "
+             "seen when it is a corner of a block some pixel of a training view sees first. Corners never seen keep "
+             "their random initial features. Fresh: `data.view_sampling=fresh` (new rejection-tested cameras every "
+             f"step, batch {c['batch']}); fixed: the old data path, `data.num_views` views cast once.", "",
+             "| training views | seen surface corners |", "|---|---|",
+             f"| fixed set of {c['fixed_views']} views (any number of steps) | {c['fixed_fraction']:.1%} |"]
+    lines += [f"| fresh, {r['step']} steps ({r['views']} views) | {r['fraction']:.1%} |" for r in c["fresh"]]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "gancraft_coverage.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / "gancraft_coverage.json").write_text(json.dumps(c, indent=1) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-dir", default=str(ROOT / "runs" / "bench_gancraft" / "tiny"))
@@ -221,7 +274,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--memory", action="store_true",
                         help="only measure the tiled render's peak memory -> docs/results/gancraft_memory.md")
+    parser.add_argument("--coverage", action="store_true",
+                        help="only measure surface coverage, fresh vs fixed views -> docs/results/gancraft_coverage.md")
     args = parser.parse_args()
+    if args.coverage:
+        import torch
+
+        torch.set_num_threads(1)
+        write_coverage(coverage(steps=250, batch=4, fixed_views=64))
+        return
     if args.memory:
         cases = [(64, 64), (128, 64), (256, 64), (128, 128), (256, 128), (128, 10**6)]
         write_memory(memory(cases, 40))

@@ -18,6 +18,8 @@ CNN's radius.
 
 from __future__ import annotations
 
+import ctypes
+
 import torch
 from torch import Tensor, nn
 
@@ -26,6 +28,24 @@ from imaginate.systems.gancraft.model import GANcraftGenerator
 
 DEFAULT_TILE = 128  # the reference's tile_size
 INFERENCE_SAMPLES = 40  # the reference's samples per ray at inference
+
+
+def _malloc_trim() -> None:
+    """Hand freed heap memory back to the OS (glibc ``malloc_trim``; a no-op elsewhere). Between tiles this
+    keeps the process's resident memory at one tile's worth: glibc otherwise keeps freed blocks of
+    earlier tiles mapped, and the peak RSS creeps up with the number of tiles."""
+    global _LIBC
+    if _LIBC is None:
+        try:
+            _LIBC = ctypes.CDLL("libc.so.6")
+            _LIBC.malloc_trim  # noqa: B018 (raises AttributeError off glibc)
+        except (OSError, AttributeError):
+            _LIBC = False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
+
+
+_LIBC = None
 
 
 def cnn_radius(cnn: nn.Module) -> int:
@@ -70,7 +90,8 @@ def mean_sky_feature(generator: GANcraftGenerator, camera: PinholeCamera, code: 
 
 @torch.no_grad()
 def render_camera(generator: GANcraftGenerator, camera: PinholeCamera, style_code: Tensor,
-                  tile: int = DEFAULT_TILE, num_samples: int | None = INFERENCE_SAMPLES) -> Tensor:
+                  tile: int = DEFAULT_TILE, num_samples: int | None = INFERENCE_SAMPLES,
+                  release_memory: bool = True) -> Tensor:
     """One frame of ``camera`` rendered tile by tile (deterministic stratum-centre samples).
 
     Args:
@@ -79,6 +100,7 @@ def render_camera(generator: GANcraftGenerator, camera: PinholeCamera, style_cod
         style_code: ``[1, style_code_dims]``.
         tile: core tile size in pixels (memory grows with ``(tile + 2 * cnn_radius)^2``).
         num_samples: samples per ray (default 40, the reference's inference value; None: the config's).
+        release_memory: return freed memory to the OS after each tile (``malloc_trim`` on glibc, CPU).
 
     Returns:
         ``[3, H, W]`` float in [0, 1], on the CPU.
@@ -100,4 +122,6 @@ def render_camera(generator: GANcraftGenerator, camera: PinholeCamera, style_cod
         rgb = out["rgb"][0, :, r0:r0 + rows, c0:c0 + cols]  # [3, rows, cols]
         frame[:, top:top + rows, left:left + cols] = ((rgb.float().cpu() + 1) / 2).clamp(0, 1)
         del out, hits
+        if release_memory and p.device.type == "cpu":
+            _malloc_trim()
     return frame
