@@ -71,6 +71,8 @@ class OptimConfig:
             unit of the rounded ``g_hat``) instead of 1/128; weight_decay must then be 0.
         lns_bits: lns_madam native: bits per stored weight, in [2, 16].
         lns_gamma: lns_madam native: LNS base factor (a power of two), base ``2 ** (1 / lns_gamma)``.
+        lns_moment: lns_madam native: storage of the second moment, "fp32" (4 bytes), "bf16" (2) or
+            "lns8" (1), the last two rounded stochastically (:mod:`imaginate.optim.moment_store`).
         store: sgd/adam/adamw: the weight store, re-quantised (round to nearest) after every step:
             "fp32" (none) or a format spec of ``imaginate.numerics.formats.parse_format``, e.g.
             "lns8g8", "fp8_e4m3", "int8".
@@ -90,6 +92,7 @@ class OptimConfig:
     lns_mode: str = "reference"
     lns_bits: int = 16
     lns_gamma: int = 8
+    lns_moment: str = "fp32"
     store: str = "fp32"
 
     def __post_init__(self) -> None:
@@ -126,6 +129,12 @@ class OptimConfig:
             raise ValueError(f"optim.lns_bits: must be an integer in [2, 16], got {bits!r}")
         if isinstance(gamma, bool) or not isinstance(gamma, int) or gamma < 1 or gamma & (gamma - 1):
             raise ValueError(f"optim.lns_gamma: must be a power of two >= 1 (1, 2, 4, 8, ...), got {gamma!r}")
+        from imaginate.optim.moment_store import MOMENTS
+
+        if self.lns_moment not in MOMENTS:
+            raise ValueError(f"optim.lns_moment: {self.lns_moment!r} is not one of {', '.join(MOMENTS)}")
+        if self.lns_moment != "fp32" and not (self.name == "lns_madam" and self.lns_mode == "native"):
+            raise ValueError(f"optim.lns_moment: must be 'fp32' unless lns_madam in native mode, got {self.lns_moment!r}")
         if not isinstance(self.store, str) or not self.store:
             raise ValueError(f"optim.store: must be 'fp32' or a format spec, got {self.store!r}")
         if self.store != "fp32":
@@ -211,6 +220,7 @@ def _build_lns_madam(cfg: OptimConfig, params: Params) -> torch.optim.Optimizer:
         mode=cfg.lns_mode,
         bits=cfg.lns_bits,
         gamma=cfg.lns_gamma,
+        moment=cfg.lns_moment,
     )
     optimizer.init_store()  # native: the weights are on the LNS grid before the first forward pass
     return optimizer

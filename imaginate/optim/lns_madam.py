@@ -23,6 +23,7 @@ Two modes share the gradient normalisation of :class:`~imaginate.optim.madam.Mad
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -274,6 +275,12 @@ class LNSMadam(torch.optim.Optimizer):
         tables = [self._table(p, s, fmt) for p, s in zip(params, states)]
         code_mask, sign_shift = (1 << (fmt.bits - 1)) - 1, 7 if fmt.bits <= 8 else 15
         integer_move = abs(steps_per_unit - round(steps_per_unit)) == 0
+        transitions, reach, width = None, 0, 0
+        if fmt.bits <= 8 and group["g_bound"] is not None:
+            # every move lies in [-reach, reach]; clamping to it changes nothing (the result saturates)
+            reach = min(fmt.max_code, math.ceil(abs(steps_per_unit) * (group["g_bound"] + 0.5)) + 1)
+            width = 2 * reach + 1
+            transitions = self._transitions(fmt, group["underflow"], reach, params[0].device)
         operands = [params, grads, [s["packed"] for s in states], [stored_moment(s, moment) for s in states]]
         for slab in slabs(operands):
             ps, gs, packs, stored = slab.views
@@ -289,6 +296,13 @@ class LNSMadam(torch.optim.Optimizer):
                 torch._foreach_mul_(g_hats, steps_per_unit)
                 if not integer_move:
                     torch._foreach_round_(g_hats)
+            if transitions is not None:  # B <= 8 and bounded moves: two table look-ups per element
+                for p, move, packed, owner in zip(ps, g_hats, packs, owners):
+                    index = move.clamp_(-reach, reach).add_(reach).add_(packed, alpha=width).to(torch.int32)
+                    new = torch.index_select(transitions, 0, index.view(-1))  # uint8, the new patterns
+                    packed.copy_(new.view(packed.shape))
+                    p.copy_(torch.index_select(tables[owner], 0, new.to(torch.int32)).view(p.shape))
+                continue
             for p, move, packed, owner in zip(ps, g_hats, packs, owners):
                 bits = packed.to(torch.int32)
                 if fmt.bits > 8:
@@ -303,6 +317,28 @@ class LNSMadam(torch.optim.Optimizer):
                 new = torch.where(alive, new.clamp_(0, fmt.max_code - 1) | (negative << sign_shift), fmt.max_code)
                 packed.copy_(new)  # int32 -> uint8 / int16 (bit 15 wraps to the int16 sign)
                 p.copy_(torch.index_select(tables[owner], 0, new.reshape(-1)).view(p.shape))
+
+    _TRANSITIONS: dict[tuple, torch.Tensor] = {}
+
+    @classmethod
+    def _transitions(cls, fmt: LNSFormat, underflow: str, reach: int, device: torch.device) -> torch.Tensor:
+        """[256 * (2 * reach + 1)] uint8: entry ``pattern * width + move + reach`` is the pattern after
+        moving ``pattern``'s code by ``move`` grid steps (towards smaller magnitudes when positive,
+        the sign applied as in :meth:`_native_step`), built with the same integer rules."""
+        key = (fmt.bits, fmt.gamma, underflow, reach, str(device))
+        if key not in cls._TRANSITIONS:
+            width = 2 * reach + 1
+            pattern = torch.arange(256, dtype=torch.int32).repeat_interleave(width)
+            move = torch.arange(-reach, reach + 1, dtype=torch.int32).repeat(256)
+            codes, signs = unpack_lns(pattern.to(torch.uint8), fmt)
+            new = codes.to(torch.int32) + move * signs
+            alive = signs != 0
+            if underflow == "zero":
+                alive = alive & (new <= fmt.max_code - 1)
+                signs = torch.where(alive, signs, torch.zeros_like(signs))
+            new = torch.where(alive, new.clamp(0, fmt.max_code - 1), fmt.max_code)
+            cls._TRANSITIONS[key] = pack_lns(new, signs, fmt).to(device)
+        return cls._TRANSITIONS[key]
 
     # ------------------------------------------------------------------ step
 
