@@ -203,8 +203,14 @@ def write_memory(rows: list[dict]) -> None:
              f"256-channel render CNN) on a procedural 64x32x64 world, {rows[0]['samples']} samples per ray (the "
              "reference's inference value), one orbit view, `imaginate.systems.gancraft.tiled.render_camera`, "
              "each case in a fresh single-threaded process. `render MiB`: peak RSS during the render minus the "
-             "RSS before it (model and world loaded); `whole frame`: one untiled pass for comparison. CPU "
-             "seconds on a shared, loaded 2-core machine.", "",
+             "RSS before it (model and world loaded); `whole frame`: the tile covers the frame (one pass, as "
+             "before tiling). CPU seconds on a shared, loaded 2-core machine.", "",
+             "What bounds the memory is one padded tile, `(tile + 8)^2` rays (a 4-pixel halo on each inner side, "
+             "the render CNN's receptive radius) x samples per ray: a 64² frame in 64-pixel tiles is one tile "
+             "with no halo, a 128² frame has halos on one side of each tile (68²), from 192² on interior tiles "
+             "have halos on both sides (72²) and the peak stays there for any frame size. Only rays that hit a "
+             "block get samples, so a tile all of ground costs the most: a whole 128² frame (a third of it sky) "
+             "needs less than one 132² tile of ground. The bound for 128-pixel tiles is a 136² tile of ground.", "",
              "| frame | tile | render MiB | peak RSS MiB | CPU s |", "|---|---|---|---|---|"]
     for r in rows:
         tile = "whole frame" if r["tile"] >= r["size"] else r["tile"]
@@ -284,7 +290,7 @@ def main() -> None:
         write_coverage(coverage(steps=250, batch=4, fixed_views=64))
         return
     if args.memory:
-        cases = [(64, 64), (128, 64), (256, 64), (128, 128), (256, 128), (128, 10**6)]
+        cases = [(64, 64), (128, 64), (256, 64), (128, 128), (256, 128)]  # tile >= size: one whole-frame pass
         write_memory(memory(cases, 40))
         return
 
