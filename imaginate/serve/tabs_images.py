@@ -179,6 +179,20 @@ def gan_samples(ctx: AppContext, run_id: str | None, class_name: str | None, see
     return to_display(make_grid(images, nrow=nrow), size=768)
 
 
+def gan_class_names(ctx: AppContext, run_id: str | None) -> list[str]:
+    """A gan run's class names from its saved config (no model is loaded); [] when unknown."""
+    import yaml
+
+    from imaginate.data import DIGIT_CLASS_NAMES, FASHION_MNIST_CLASS_NAMES
+
+    try:
+        run = ctx.catalog.resolve("gan", run_id)
+        data = yaml.safe_load((run.path / "config.yaml").read_text())["data"]["name"]
+    except Exception:  # no run yet, or an unreadable config: the class box offers "all"
+        return []
+    return list({"digits": DIGIT_CLASS_NAMES, "fashion_mnist": FASHION_MNIST_CLASS_NAMES}.get(data, []))
+
+
 def add_gan_tab(ctx: AppContext, train_args: list[str] | None = None) -> None:
     import gradio as gr
 
@@ -186,8 +200,8 @@ def add_gan_tab(ctx: AppContext, train_args: list[str] | None = None) -> None:
                 "the same seed gives the same images.")
     picker = add_run_picker(ctx, "gan", train_args)
     with gr.Row():
-        class_box = gr.Dropdown(choices=["all"], value="all", label="class", allow_custom_value=True,
-                                elem_id="gan-class")
+        class_box = gr.Dropdown(choices=["all", *gan_class_names(ctx, None)], value="all", label="class",
+                                allow_custom_value=True, elem_id="gan-class")
         seed = gr.Number(value=0, precision=0, label="seed", elem_id="gan-seed")
         count = gr.Slider(1, 16, value=8, step=1, label="samples per class", elem_id="gan-count")
     button = gr.Button("Generate", variant="primary", elem_id="gan-run")
@@ -198,11 +212,7 @@ def add_gan_tab(ctx: AppContext, train_args: list[str] | None = None) -> None:
         return gan_samples(ctx, run_id, class_name, seed_value, n)
 
     def classes(run_id):
-        try:
-            _, _, system = load_system(ctx, "gan", run_id)
-        except Exception:  # no run yet: the generate button says so
-            return gr.update(choices=["all"], value="all")
-        return gr.update(choices=["all", *system.class_names], value="all")
+        return gr.update(choices=["all", *gan_class_names(ctx, run_id)], value="all")
 
     button.click(generate, [picker, class_box, seed, count], grid, api_name="gan")
     picker.change(classes, picker, class_box, api_name=False)

@@ -88,6 +88,9 @@ def test_gan_samples_follow_the_seed_and_the_class(ctx):
     assert not np.array_equal(a, gan_samples(ctx, None, "5", 7, 4))
     everything = gan_samples(ctx, None, "all", 7, 2)
     assert everything.shape[0] / everything.shape[1] > 10 * a.shape[0] / a.shape[1]  # 10 x 2 tiles against 1 x 4
+    from imaginate.serve.tabs_images import gan_class_names
+
+    assert gan_class_names(ctx, None) == [str(d) for d in range(10)]  # the run trained on digits
     with pytest.raises(InputError, match="class"):
         gan_samples(ctx, None, "no such class", 0, 2)
     with pytest.raises(InputError, match="samples"):
