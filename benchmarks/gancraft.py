@@ -236,8 +236,8 @@ def coverage(steps: int, batch: int, fixed_views: int) -> dict:
     world, size = build_world(cfg.data), cfg.data.image_size
     field = VoxelCornerFeatures(world, 1)
     solid = world.blocks != 0
-    air = torch.nn.functional.pad((~solid).float()[None, None], (1,) * 6, value=1.0)
-    exposed = solid & (torch.nn.functional.max_pool3d(air, 3, stride=1)[0, 0] > 0)  # solid, touching air/outside
+    air = torch.nn.functional.pad((~solid).float()[None, None], (1,) * 6, value=0.0)  # outside: not air
+    exposed = solid & (torch.nn.functional.max_pool3d(air, 3, stride=1)[0, 0] > 0)  # solid, touching air
     surface = set(field.corner_rows(torch.nonzero(exposed)).flatten().tolist()) - {-1}
 
     def seen(cameras) -> set:

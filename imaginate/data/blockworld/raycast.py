@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 TOLERANCE_ULPS = 64.0
 WINDOW = 8  # plane crossings per loop step of ray_voxel_intersections
@@ -214,7 +213,9 @@ def ray_voxel_intersections(
     state_i = torch.cat([torch.arange(num_rays, device=device)[:, None], voxel, torch.zeros_like(axis)[:, None],
                          axis[:, None], torch.sign(d).long()], dim=-1)[start]
     k = window
-    n = torch.arange(k, device=device)  # [K]
+    n = torch.arange(k, device=device, dtype=dtype)  # [K] (integers, exact in float)
+    axes = torch.arange(3, device=device)  # [3]
+    strides32 = strides.to(torch.int32)
     inf = torch.tensor(math.inf, dtype=dtype, device=device)
 
     for _ in range(int(size.sum()) // k + 2):  # each step crosses k planes, each plane moves one index
@@ -225,8 +226,8 @@ def ray_voxel_intersections(
         axis, step = state_i[:, 5], state_i[:, 6:9]
         marching = ray.shape[0]
         # The next k planes on each axis: [A, 3, K]; axes the ray is parallel to never cross.
-        first = voxel + (step > 0).long()  # [A, 3] the far face of the current voxel
-        planes = (first[:, :, None] + step[:, :, None] * n).to(dtype)  # [A, 3, K]
+        first = (voxel + (step > 0).long()).to(dtype)  # [A, 3] the far face of the current voxel
+        planes = first[:, :, None] + step.to(dtype)[:, :, None] * n  # [A, 3, K] integer plane coordinates
         moving = step != 0  # [A, 3]
         t_planes = (planes - o[:, :, None]) / torch.where(moving, d, 1.0)[:, :, None]
         t_planes = torch.where(moving[:, :, None], t_planes, inf).flip(1)  # axes z, y, x: ties cross x last
@@ -234,17 +235,19 @@ def ray_voxel_intersections(
         crossing = crossing[:, :k]  # [A, K] the next k crossings
         crossed_axis = 2 - (order[:, :k] >= k).long() - (order[:, :k] >= 2 * k).long()  # [A, K] 0, 1, 2 = x, y, z
         # Segment j (0..K-1): the voxel after j crossings, from crossing j-1 (t_cur for j = 0) to crossing j.
-        moves = F.one_hot(crossed_axis, 3) * step[:, None, :]  # [A, K, 3] index change of crossing j
-        voxels = voxel[:, None, :] + moves.cumsum(dim=1) - moves  # [A, K, 3] voxel of segment j
+        step32 = step.to(torch.int32)
+        moves = (crossed_axis[:, :, None] == axes).to(torch.int32) * step32[:, None, :]  # [A, K, 3] crossing j's move
+        voxels = voxel.to(torch.int32)[:, None, :] + moves.cumsum(dim=1, dtype=torch.int32) - moves  # [A, K, 3]
         entry = torch.cat([t_cur[:, None], crossing[:, :-1]], dim=1)  # [A, K]
+        tol = _tolerance(entry)  # [A, K]
         leave = torch.minimum(crossing, t_end[:, None])  # [A, K]
         entry_axis = torch.cat([axis[:, None], crossed_axis[:, :-1]], dim=1)  # [A, K] -1 = started inside
         inside = ((voxels >= 0) & (voxels < size)).all(dim=-1)  # [A, K]
-        live = inside & (t_end[:, None] - entry > _tolerance(entry))  # [A, K] still before the ray's end
+        live = inside & (t_end[:, None] - entry > tol)  # [A, K] still before the ray's end
         live = live.cumprod(dim=1, dtype=torch.uint8).bool()  # a segment after a dead one is dead
-        index = (voxels.clamp(min=0) * strides).sum(dim=-1).clamp(max=blocks_flat.numel() - 1)  # [A, K]
+        index = (voxels.clamp(min=0) * strides32).sum(dim=-1).clamp(max=blocks_flat.numel() - 1)  # [A, K] int64
         block = blocks_flat[index].long()  # [A, K]
-        record = live & (block != 0) & (leave - entry > _tolerance(entry))  # [A, K]
+        record = live & (block != 0) & (leave - entry > tol)  # [A, K]
         slot = count[:, None] + record.long().cumsum(dim=1) - 1  # [A, K] hit number of each record
         record &= slot < max_hits
         sel_ray, sel_seg = torch.nonzero(record, as_tuple=True)  # [P]
@@ -253,7 +256,7 @@ def ray_voxel_intersections(
             a = entry_axis[sel_ray, sel_seg]  # [P] entry face axis, -1 = started inside (zero normal)
             sign = -step[sel_ray].gather(-1, a.clamp(min=0)[:, None])[:, 0] * (a >= 0)  # [P]
             out.block_ids[r, h] = block[sel_ray, sel_seg]
-            out.voxels[r, h] = voxels[sel_ray, sel_seg]
+            out.voxels[r, h] = voxels[sel_ray, sel_seg].long()
             out.entry_depth[r, h] = entry[sel_ray, sel_seg]
             out.exit_depth[r, h] = leave[sel_ray, sel_seg]
             out.normals[r, h, a.clamp(min=0)] = sign.to(dtype)
