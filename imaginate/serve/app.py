@@ -56,6 +56,9 @@ def build_app(runs_dir: str | Path = "runs", work_dir: str | Path | None = None,
     Returns:
         ``(blocks, ctx)``.
     """
+    import os
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # a local app: nothing is sent anywhere
     try:
         import gradio as gr
     except ImportError:
@@ -69,7 +72,7 @@ def build_app(runs_dir: str | Path = "runs", work_dir: str | Path | None = None,
     ctx = AppContext(RunCatalog(Path(runs_dir)), work, device)
     registered = {spec.name for spec in list_systems()}
     train_args = train_args or {}
-    with gr.Blocks(title="imaginate") as blocks:
+    with gr.Blocks(title="imaginate", analytics_enabled=False) as blocks:
         gr.Markdown(f"# imaginate\nTen research systems on your own runs. Runs folder: `{ctx.catalog.runs_dir}` "
                     f"({len(ctx.catalog.all_runs())} finished runs). Uploads up to {max_upload_mb:g} MB.")
         with gr.Tabs():

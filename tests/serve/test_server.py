@@ -72,6 +72,17 @@ def test_server_refuses_an_upload_over_the_limit(server, tmp_path):
         _client(url).predict(None, handle_file(str(big)), api_name="/classify")
 
 
+def test_app_is_local_and_sends_no_analytics(server):
+    import json
+    import urllib.request
+
+    url, _ = server
+    assert url.startswith("http://127.0.0.1:")
+    with urllib.request.urlopen(url + "config", timeout=30) as response:
+        config = json.loads(response.read())
+    assert config["analytics_enabled"] is False
+
+
 def test_two_sessions_get_their_own_results(server):
     from PIL import Image
 
