@@ -221,6 +221,7 @@ def add_runs_tab(ctx: AppContext) -> None:
     with gr.Row():
         picker = gr.Dropdown(choices=choices, value=choices[0][1] if choices else None, label="run", scale=4,
                              elem_id="runs-run")
+        show_button = gr.Button("Show", scale=1, variant="primary", elem_id="runs-show")
         rescan = gr.Button("Re-scan the runs folder", scale=1, elem_id="runs-rescan")
     summary = gr.Markdown(elem_id="runs-summary")
     plot = gr.Plot(label="metrics.jsonl", elem_id="runs-plot")
@@ -238,4 +239,5 @@ def add_runs_tab(ctx: AppContext) -> None:
         return gr.update(choices=new, value=new[0][1] if new else None)
 
     picker.change(show, picker, [plot, gallery, config, summary], api_name="runs")
+    show_button.click(show, picker, [plot, gallery, config, summary], api_name=False)
     rescan.click(refresh, None, picker, api_name="runs_rescan")
