@@ -8,6 +8,7 @@ from imaginate.optim.factory import (
     default_lr,
     is_multiplicative,
 )
+from imaginate.optim.lns_export import export_lns_safetensors, load_lns_into, load_lns_safetensors
 from imaginate.optim.lns_madam import LNSMadam
 from imaginate.optim.madam import IntegerMadam, Madam, reinit_zero_params
 from imaginate.optim.quantized_store import lns_store, requantize_after_step
@@ -20,8 +21,11 @@ __all__ = [
     "OptimConfig",
     "build_optimizer",
     "default_lr",
+    "export_lns_safetensors",
     "is_multiplicative",
     "lns_store",
+    "load_lns_into",
+    "load_lns_safetensors",
     "reinit_zero_params",
     "requantize_after_step",
 ]

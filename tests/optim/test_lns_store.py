@@ -234,3 +234,15 @@ def test_foreach_steps_equal_per_tensor_steps(make):
         for key, value in sides[0][1].state[pa].items():
             other = sides[1][1].state[pb][key]
             assert torch.equal(value, other) if torch.is_tensor(value) else value == other, key
+
+
+def test_factory_lns_moment():
+    from imaginate.optim import OptimConfig, build_optimizer
+
+    model = nn.Linear(4, 3)
+    opt = build_optimizer(OptimConfig(name="lns_madam", lns_mode="native", lns_bits=8, lns_moment="lns8"), model)
+    assert all(s["exp_avg_sq_code"].dtype == torch.uint8 for s in opt.state.values())
+    with pytest.raises(ValueError, match="optim.lns_moment"):
+        OptimConfig(name="adam", lns_moment="bf16")
+    with pytest.raises(ValueError, match="optim.lns_moment"):
+        OptimConfig(name="lns_madam", lns_mode="native", lns_moment="fp8")
