@@ -306,7 +306,7 @@ class GANcraftGenerator(nn.Module):
                 sky_mean = sky.reshape(batch, -1, sky.shape[-1]).mean(dim=1)  # [B, F]
             mean_sky = sky_mean.to(device, dtype)[ray_batch]  # [R, F]
             low = (points[:, 1] <= c.sky_ground_level).to(dtype)  # [P] samples at the world's floor
-            ground = low.new_zeros(rays).index_reduce_(0, ray, low, "amax") > 0  # [R]
+            ground = low.new_zeros(rays).scatter_reduce(0, ray, low, reduce="amax") > 0  # [R]
             sky = torch.where(hits.hit[:, -1:] | ground[:, None], mean_sky, sky)
         blended = (weights[..., None] * feature_grid).sum(dim=1) + sky_fraction * sky  # [R, F]
         feature_image = blended.reshape(batch, height, width, -1).permute(0, 3, 1, 2)  # [B, F, H, W]
