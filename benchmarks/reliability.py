@@ -134,8 +134,8 @@ def write_report(s: dict, seconds: float, fast: bool) -> str:
               f"key; of {s['fuzz'].get('tried', 0)} fuzzed overrides {s['fuzz'].get('rejected', 0)} were "
               f"rejected, {s['fuzz'].get('accepted', 0)} were valid values (in range, right type) that built "
               f"a config without NaN, and {s['fuzz'].get('known', 0)} were one-line errors that did not name the "
-              "key (`gan.diffaugment`: the message names the DiffAugment policy; systems/gan/system.py, not this "
-              "suite's to edit).", "",
+              "key (`gan.diffaugment`, gancraft's `data.translator.gan_loss`: the messages name the policy or the "
+              "loss, not the key; in systems/gan and systems/gancraft, not this suite's to edit).", "",
               "### Each verb x each kind of broken file", "",
               "`-` = the kind does not exist for that format (a PNG holds no NaN; half a text file is a text file).",
               "", "| file (verb) | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]

@@ -20,6 +20,28 @@ RUN_OVERRIDES = {
 }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _memory_ceiling():
+    """Cap this process's address space at its size now + 8 GiB for the suite: a fuzzed value or broken
+    file that makes the code allocate without bound then fails its case with MemoryError instead of
+    calling the kernel's OOM killer onto a shared machine (it happened once in this suite: a ~20 GB
+    process was killed during the random config fuzz)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    try:
+        with open("/proc/self/statm") as f:
+            size = int(f.read().split()[0]) * resource.getpagesize()
+    except OSError:
+        yield
+        return
+    resource.setrlimit(resource.RLIMIT_AS, (size + 8 * 2**30, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory):
     """``tiny_runs(system)``: the path of a read-only run folder of ``system`` (made on first use)."""
