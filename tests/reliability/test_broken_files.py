@@ -488,15 +488,7 @@ SLOTS = [name for name in vars(Slots) if not name.startswith("_") and callable(g
 CASES = [(slot, kind) for slot in SLOTS for kind in KINDS if kind not in NOT_APPLICABLE.get(slot, ())]
 # Failures found in files this suite's owner may not edit (another helper owns them): kept in the matrix as
 # strict xfails, so the report counts them as not rejected cleanly and the case fails once it is fixed.
-KNOWN_FAILURES = {
-    ("lns_madam_init_from", "nan"): "lns_madam load_pretrained accepts NaN weights: the run then stops at step 1 "
-                                    "(exit 1, 'training diverged') without naming the file",
-    ("gancraft_translator_file", "huge"): "gancraft load_translator builds SPADETranslator from the file's "
-                                          "arguments unchecked: the engine's allocation guard stops it, but its "
-                                          "line blames the config, not the translator file",
-    ("gancraft_translator_file", "nan"): "gancraft load_translator accepts NaN weights: the run stops at step 1 "
-                                         "(exit 1, 'training diverged') without naming the file",
-}
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}  # the three found here (NaN / huge weight files) are fixed
 PARAMS = [pytest.param(slot, kind, id=f"{slot}-{kind}",
                        marks=[pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES[slot, kind])]
                        if (slot, kind) in KNOWN_FAILURES else [])

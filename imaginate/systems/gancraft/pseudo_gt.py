@@ -364,9 +364,20 @@ def load_translator(path: str | os.PathLike, device: torch.device | str = "cpu")
         raise CheckpointError(f"{path}: not a readable safetensors file ({type(error).__name__})") from None
     if metadata.get("format") != _FORMAT:
         raise CheckpointError(f"{path}: not a pseudo-GT translator file (format {metadata.get('format')!r})")
-    translator = SPADETranslator(**json.loads(metadata["arguments"]))
     prefix = "translator."
     state = {key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)}
+    try:  # the stored arguments build the network on the meta device first: its shapes must be the file's
+        arguments = json.loads(metadata["arguments"])
+        with torch.device("meta"):
+            probe = SPADETranslator(**arguments)
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:  # RuntimeError: sizes beyond any memory
+        raise CheckpointError(f"{path}: bad translator arguments ({type(error).__name__})") from None
+    expected = {key: tuple(value.shape) for key, value in probe.state_dict().items()}
+    if expected != {key: tuple(value.shape) for key, value in state.items()}:
+        raise CheckpointError(f"{path}: the stored arguments do not describe the stored weights")
+    if any(v.is_floating_point() and not bool(torch.isfinite(v).all()) for v in state.values()):
+        raise CheckpointError(f"{path}: holds NaN or infinite weights")
+    translator = SPADETranslator(**arguments)
     try:
         translator.load_state_dict(state)
     except RuntimeError as error:

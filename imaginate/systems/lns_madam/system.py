@@ -51,6 +51,7 @@ class LNSMadamConfig:
 
 def load_pretrained(model: nn.Module, path: str) -> None:
     """Load ``<network>.<param>`` weights exported by a run (one network) into ``model``."""
+    import torch
     from safetensors.torch import load_file
 
     if not Path(path).is_file():
@@ -63,6 +64,8 @@ def load_pretrained(model: nn.Module, path: str) -> None:
     if len(prefixes) != 1:
         raise DataError(f"init_from: {path} holds several networks ({', '.join(sorted(prefixes))}); expected one")
     state = {k.split(".", 1)[1]: v for k, v in tensors.items()}
+    if any(v.is_floating_point() and not bool(torch.isfinite(v).all()) for v in state.values()):
+        raise DataError(f"init_from: {path} holds NaN or infinite weights")
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
