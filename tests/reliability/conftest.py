@@ -20,9 +20,11 @@ RUN_OVERRIDES = {
 }
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def _memory_ceiling():
-    """Cap this process's address space at its size now + 8 GiB for the suite: a fuzzed value or broken
+    """Cap this process's address space at its size now + 8 GiB for each module of the suite, lifted after it
+    (module scope: a session-wide cap outlived the suite and made later tests' child processes — headless
+    Chromium reserves a large address space — crash with SIGTRAP in a full `make test`): a fuzzed value or broken
     file that makes the code allocate without bound then fails its case with MemoryError instead of
     calling the kernel's OOM killer onto a shared machine (it happened once in this suite: a ~20 GB
     process was killed during the random config fuzz)."""
