@@ -1,4 +1,4 @@
-"""``imaginate`` / ``python -m imaginate``: list, train, eval, demo, energy, translate, render.
+"""``imaginate`` / ``python -m imaginate``: list, train, eval, demo, zoo, energy, translate, render, ...
 
 Mistakes in what the user typed (config keys, presets, paths, data) exit with status 2 and one line.
 """
@@ -67,9 +67,36 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     start = time.time()
     for spec in specs:
         print(f"== demo: {spec.name}", flush=True)
-        parts.append(spec.demo(out))
-    path = write_report(parts, out)
+        t0 = time.time()
+        part = spec.demo(out, train=args.train)
+        part.seconds = time.time() - t0  # the whole part, loading and pictures included
+        parts.append(part)
+        print(f"== demo: {spec.name} took {part.seconds:.0f} s", flush=True)
+    path = write_report(parts, out, total_seconds=time.time() - start, trained=args.train)
     print(f"report: {path.resolve()}  ({time.time() - start:.0f} s)")
+    return 0
+
+
+def _cmd_zoo(args: argparse.Namespace) -> int:
+    from imaginate import zoo
+
+    if args.zoo_command == "list":
+        print(f"{'name':<28} {'system':<13} {'steps':>6} {'wall':>7} {'MB':>5}  summary")
+        for e in zoo.list_entries():
+            wall = f"{e.wall_seconds / 60:.0f} min" if e.wall_seconds else "-"
+            size = f"{e.bytes / 2**20:.1f}" if e.bytes else "-"
+            state = "" if e.trained else "(not trained yet) "
+            print(f"{'zoo:' + e.name:<28} {e.system:<13} {e.steps or '-':>6} {wall:>7} {size:>5}  {state}{e.summary}")
+        return 0
+    entry = zoo.get_entry(args.name)
+    if args.zoo_command == "verify":
+        path = zoo.verify(entry)
+        if zoo.file_shapes(path) != entry.shapes:
+            raise zoo.ZooError(f"{path}: tensor names or shapes differ from the registry")
+        print(f"zoo:{entry.name}: {path} ok (sha256 {entry.sha256[:12]}, {len(entry.shapes)} tensors)")
+        return 0
+    shown = {k: v for k, v in entry.to_json().items() if k not in ("shapes", "config")}
+    print(json.dumps({**shown, "command": entry.command, "weights": str(entry.weights_path)}, indent=1))
     return 0
 
 
@@ -100,7 +127,19 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run every system's quick demo (or one) and write OUT/report.html.")
     p.add_argument("--out", default="runs/demo", help="folder for runs and report.html (default: runs/demo)")
     p.add_argument("--only", default=None, metavar="SYSTEM", help="run one system's demo")
+    p.add_argument("--train", action="store_true",
+                   help="train every part from scratch (slow) instead of using the project-trained zoo weights")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("zoo", help="project-trained weights: list, show NAME, verify NAME",
+                       description="The model zoo. Every verb that takes a run folder also takes zoo:NAME.")
+    zoo_sub = p.add_subparsers(dest="zoo_command", required=True, metavar="ZOO_COMMAND")
+    zoo_sub.add_parser("list", help="one line per entry")
+    for verb, text in (("show", "an entry's record (command, steps, time, sha256, metrics)"),
+                       ("verify", "check an entry's weights file against its sha256 and shapes")):
+        q = zoo_sub.add_parser(verb, help=text)
+        q.add_argument("name", help="an entry name, with or without zoo:")
+    p.set_defaults(func=_cmd_zoo)
 
     from imaginate.numerics.energy import add_energy_parser
 

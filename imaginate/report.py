@@ -39,7 +39,8 @@ def _image_html(caption: str, path: Path) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
-def write_report(parts: list[ReportPart], out_dir: Path) -> Path:
+def write_report(parts: list[ReportPart], out_dir: Path, total_seconds: float | None = None,
+                 trained: bool = False) -> Path:
     """Write ``out_dir/report.html`` (images embedded, so the file can be moved or mailed)."""
     sections = []
     for p in parts:
@@ -49,6 +50,14 @@ def write_report(parts: list[ReportPart], out_dir: Path) -> Path:
         body.append(f"<p class='t'>demo time: {p.seconds:.0f} s</p>")
         sections.append("<section>" + "\n".join(body) + "</section>")
     toc = " · ".join(f"<a href='#{p.system}'>{html.escape(p.system)}</a>" for p in parts)
+    how = ("every part trained from scratch (imaginate demo --train)" if trained else
+           "parts use the project-trained zoo weights (imaginate zoo list); classify trains live")
+    timing = "".join(f"<tr><td style='text-align:left'>{html.escape(p.system)}</td><td>{p.seconds:.0f}</td></tr>"
+                     for p in parts)
+    if total_seconds is not None:
+        timing += f"<tr><th style='text-align:left'>total</th><th>{total_seconds:.0f}</th></tr>"
+    toc += (f"</p><p>{html.escape(how)}.</p><table><caption>Time per part (s, wall, this machine)</caption>"
+            f"<tr><th>part</th><th>s</th></tr>{timing}</table><p>")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>imaginate demo report</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #bbb;padding:4px 8px;text-align:right}}

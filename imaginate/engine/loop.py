@@ -301,7 +301,14 @@ def run_training(spec: SystemSpec, cfg: Any, run_dir: Path, resume: bool = False
 
 
 def load_run(run_dir: Path, device: str = "auto") -> tuple[SystemSpec, Any, System, int]:
-    """Rebuild a finished or interrupted run's system from its saved config and newest checkpoint."""
+    """Rebuild a finished or interrupted run's system from its saved config and newest checkpoint.
+
+    ``zoo:NAME`` instead of a folder loads the project-trained weights of that zoo entry (``imaginate.zoo``).
+    """
+    if str(run_dir).startswith("zoo:"):
+        from imaginate.zoo import load_zoo
+
+        return load_zoo(str(run_dir), device)
     run_dir = Path(run_dir)
     info_path = run_dir / "run.json"
     if not info_path.is_file():

@@ -114,7 +114,7 @@ def train_demo_job(ctx: AppContext, system: str, session: str,
     if spec.demo is None and args is None:
         raise InputError(f"{system} has no demo to train; use `imaginate train {system}`")
     out = ctx.catalog.runs_dir / "demo"
-    argv = args or ["demo", "--only", system, "--out", str(out)]
+    argv = args or ["demo", "--only", system, "--train", "--out", str(out)]
     yield from run_job(argv, session, demo_progress(out / system if args is None else ctx.catalog.runs_dir),
                        {str(ctx.catalog.runs_dir): "runs"}, threads=ctx.job_threads)
     ctx.catalog.refresh()
