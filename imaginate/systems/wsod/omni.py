@@ -286,14 +286,22 @@ class OmniSupervision:
 
 # -- fine-tuning --------------------------------------------------------------------------------
 def load_initial_weights(net: nn.Module, source: str) -> None:
-    """Load the detector weights of a finished run (its folder: the newest checkpoint) or of a file
-    (a training checkpoint ``.pt`` or an exported ``.safetensors``) into ``net``; never unpickles
-    code (``weights_only``). A missing file or weights that do not fit raise ``ConfigError`` naming
-    ``train.init_from``."""
+    """Load the detector weights of a finished run (its folder: the newest checkpoint), of a file
+    (a training checkpoint ``.pt`` or an exported ``.safetensors``) or of a zoo entry (``zoo:NAME``,
+    its verified weights file) into ``net``; never unpickles code (``weights_only``). A missing or
+    altered file or weights that do not fit raise ``ConfigError`` naming ``train.init_from``."""
     from imaginate.config import ConfigError
     from imaginate.engine.checkpoint import CheckpointError, load_checkpoint, newest_readable_checkpoint
 
-    path = Path(source)
+    if source.startswith("zoo:"):
+        from imaginate.zoo import ZooError, zoo_weights_file
+
+        try:
+            path = zoo_weights_file(source)
+        except ZooError as exc:
+            raise ConfigError(f"train.init_from: {exc}") from None
+    else:
+        path = Path(source)
     try:
         if path.is_dir():
             found = newest_readable_checkpoint(path)

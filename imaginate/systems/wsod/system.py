@@ -108,9 +108,10 @@ class WSODEvalConfig:
 
 @dataclass
 class WSODTrainConfig(TrainConfig):
-    """The engine's settings plus ``init_from``: a run folder or weights file (``.pt`` checkpoint or
-    ``.safetensors``) whose detector weights start this run, e.g. a box-trained model fine-tuned with
-    weak or unlabeled images (UFO²). Loaded with ``weights_only``; "" = from scratch."""
+    """The engine's settings plus ``init_from``: a run folder, a weights file (``.pt`` checkpoint or
+    ``.safetensors``) or a zoo entry (``zoo:wsod_mist_tiny``) whose detector weights start this run, e.g.
+    a tag-trained model fine-tuned with boxes, points, scribbles or unlabeled images (UFO²). Loaded with
+    ``weights_only``; "" = from scratch."""
 
     init_from: str = ""
 
