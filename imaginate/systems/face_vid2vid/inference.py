@@ -19,7 +19,7 @@ def load_model(run_dir: str | Path, device: str = "auto") -> FaceVid2Vid | Keypo
     from imaginate.cli import UserError
     from imaginate.engine import load_run
 
-    if not Path(run_dir).is_dir():
+    if not str(run_dir).startswith("zoo:") and not Path(run_dir).is_dir():  # zoo:NAME: the project's weights
         raise UserError(f"--checkpoint {run_dir}: no such run folder")
     spec, _, system, _ = load_run(Path(run_dir), device=device)
     if spec.name != "face_vid2vid":

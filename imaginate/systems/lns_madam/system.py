@@ -31,7 +31,7 @@ class LNSMadamConfig:
         task: classify (``data``, ``model``) or charlm (``lm_data``, ``lm_model``).
         optim: the optimizer and weight store (default: LNS-Madam native, 8-bit store, gamma 8).
         quant: forward / backward number formats (default: 8-bit LNS forward, 5-bit LNS gradients).
-        init_from: a ``final.safetensors`` of an FP32 run of the same task and model, to fine-tune from.
+        init_from: a ``final.safetensors`` of an FP32 run of the same task and model, or ``zoo:NAME``, to fine-tune from.
     """
 
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=600, batch_size=64, eval_every=300))
@@ -50,10 +50,15 @@ class LNSMadamConfig:
 
 
 def load_pretrained(model: nn.Module, path: str) -> None:
-    """Load ``<network>.<param>`` weights exported by a run (one network) into ``model``."""
+    """Load ``<network>.<param>`` weights exported by a run (one network), or a ``zoo:NAME`` entry's, into
+    ``model``."""
     import torch
     from safetensors.torch import load_file
 
+    from imaginate.zoo import is_zoo_ref, zoo_weights_file
+
+    if is_zoo_ref(path):
+        path = str(zoo_weights_file(path))  # checked against the registry's sha256 first
     if not Path(path).is_file():
         raise DataError(f"init_from: {path} does not exist (a run's final.safetensors)")
     try:
