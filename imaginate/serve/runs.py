@@ -41,11 +41,35 @@ class RunInfo:
     run_id: str
     finished_at: float
     preset: str | None
+    zoo: str | None = None  # a zoo entry's name: ``path`` is then ``zoo:NAME``, which load_run accepts
 
     @property
     def label(self) -> str:
+        if self.zoo is not None:
+            return f"{self.run_id}  (project-trained weights)"
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.finished_at))
         return f"{self.run_id}  ({when})"
+
+    def metrics_rows(self) -> list[dict]:
+        """The run's ``metrics.jsonl`` records (a zoo entry's recorded training curves)."""
+        from imaginate.engine.logging import read_metrics
+
+        if self.zoo is not None:
+            from imaginate.zoo import get_entry, read_curves
+
+            return read_curves(get_entry(self.zoo))
+        return read_metrics(self.path)
+
+    def config_text(self) -> str:
+        """The run's saved ``config.yaml`` (a zoo entry's recorded config); "" when there is none."""
+        if self.zoo is not None:
+            import yaml
+
+            from imaginate.zoo import get_entry
+
+            return yaml.safe_dump(get_entry(self.zoo).config, sort_keys=False)
+        path = self.path / "config.yaml"
+        return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
 
 
 def _read_info(run_json: Path) -> dict | None:
@@ -90,17 +114,35 @@ def find_runs(runs_dir: Path) -> dict[str, list[RunInfo]]:
     return found
 
 
+def zoo_runs() -> dict[str, list[RunInfo]]:
+    """The trained zoo entries by system, as runs the app can pick (ids ``zoo:NAME``)."""
+    from imaginate.zoo import ZooError, list_entries
+
+    found: dict[str, list[RunInfo]] = {}
+    try:
+        entries = list_entries(trained_only=True)
+    except ZooError:  # a damaged entry file: the app still serves the runs folder
+        return found
+    for e in entries:
+        ref = f"zoo:{e.name}"
+        found.setdefault(e.system, []).append(RunInfo(e.system, Path(ref), ref, 0.0, e.recipe.get("preset"), e.name))
+    return found
+
+
 class RunCatalog:
     """The finished runs of one runs folder, re-scanned on :meth:`refresh` (thread-safe)."""
 
-    def __init__(self, runs_dir: Path) -> None:
+    def __init__(self, runs_dir: Path, include_zoo: bool = True) -> None:
         self.runs_dir = Path(runs_dir).resolve()
+        self.include_zoo = include_zoo  # the project-trained weights (zoo:NAME) after the folder's runs
         self._lock = threading.Lock()
         self._runs: dict[str, list[RunInfo]] = {}
         self.refresh()
 
     def refresh(self) -> dict[str, list[RunInfo]]:
         runs = find_runs(self.runs_dir)
+        for system, entries in (zoo_runs() if self.include_zoo else {}).items():  # after the folder's own runs
+            runs.setdefault(system, []).extend(entries)
         with self._lock:
             self._runs = runs
         return runs

@@ -187,7 +187,7 @@ def gan_class_names(ctx: AppContext, run_id: str | None) -> list[str]:
 
     try:
         run = ctx.catalog.resolve("gan", run_id)
-        data = yaml.safe_load((run.path / "config.yaml").read_text())["data"]["name"]
+        data = yaml.safe_load(run.config_text())["data"]["name"]
     except Exception:  # no run yet, or an unreadable config: the class box offers "all"
         return []
     return list({"digits": DIGIT_CLASS_NAMES, "fashion_mnist": FASHION_MNIST_CLASS_NAMES}.get(data, []))

@@ -98,10 +98,9 @@ def energy_table(model: Any, batch: Any = 1, lns_gamma: Any = 8, lns_acc_bits: A
 
 def lns_madam_run_summary(ctx: AppContext, run_id: str | None) -> str:
     """The run's last evaluation (test accuracy) and its quantisation settings, as Markdown."""
-    from imaginate.engine.logging import read_metrics
 
     run = ctx.catalog.resolve("lns_madam", run_id)
-    evals = [r for r in read_metrics(run.path) if r.get("split") == "eval"]
+    evals = [r for r in run.metrics_rows() if r.get("split") == "eval"]
     if not evals:
         return f"`{run.run_id}`: no evaluation logged."
     last = evals[-1]
@@ -181,13 +180,12 @@ def run_details(ctx: AppContext, run_id: str | None) -> tuple[Any, list[tuple[np
     """A run's metrics figure, its newest sample pictures, its config and its last evaluation."""
     from PIL import Image
 
-    from imaginate.engine.logging import read_metrics
 
     if not run_id:
         raise InputError("run: pick a run")
     run = ctx.catalog.resolve(None, run_id)
     try:
-        rows = read_metrics(run.path)
+        rows = run.metrics_rows()
     except (OSError, ValueError, json.JSONDecodeError):
         raise InputError(f"{run.run_id}: metrics.jsonl is not readable") from None
     figure = metrics_figure(rows, f"{run.system}: {run.run_id}")
@@ -202,8 +200,7 @@ def run_details(ctx: AppContext, run_id: str | None) -> tuple[Any, list[tuple[np
     for kind, (step, png) in sorted(samples.items())[:12]:
         with Image.open(png) as image:
             gallery.append((np.asarray(image.convert("RGB")), f"{kind}, step {step}"))
-    config_path = run.path / "config.yaml"
-    config = config_path.read_text(encoding="utf-8", errors="replace") if config_path.is_file() else ""
+    config = run.config_text()
     evals = [r for r in rows if r.get("split") == "eval"]
     last = ", ".join(f"{k} = {v:.4g}" for k, v in (evals[-1] if evals else {}).items()
                      if isinstance(v, float))

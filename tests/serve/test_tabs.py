@@ -33,7 +33,7 @@ def test_catalog_lists_finished_runs_newest_first_and_resolves_only_listed_ids(t
     _fake_run(tmp_path / "unfinished", "gan", finished=False)
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "run.json").write_text("{not json")
-    catalog = RunCatalog(tmp_path)
+    catalog = RunCatalog(tmp_path, include_zoo=False)
     assert [r.run_id for r in catalog.runs("gan")] == ["demo/gan/new", "old"]
     assert catalog.resolve("gan", None).run_id == "demo/gan/new"
     assert catalog.resolve("gan", "old").path == (tmp_path / "old").resolve()
@@ -44,6 +44,26 @@ def test_catalog_lists_finished_runs_newest_first_and_resolves_only_listed_ids(t
         catalog.resolve("classify", None)
     with pytest.raises(RunNotFound):
         catalog.resolve("classify", "old")  # a gan run asked for as a classify one
+
+
+def test_catalog_offers_zoo_weights_after_the_folders_runs(tmp_path):
+    from imaginate import zoo
+    from imaginate.serve.common import SYSTEMS
+    from imaginate.serve.tabs_other import run_details
+
+    now = time.time()
+    _fake_run(tmp_path / "mine", "face_vid2vid", when=now)
+    catalog = RunCatalog(tmp_path)
+    ids = [r.run_id for r in catalog.runs("face_vid2vid")]
+    assert ids[0] == "mine" and "zoo:face_vid2vid_tiny" in ids  # the user's own run stays the default
+    run = catalog.resolve("face_vid2vid", "zoo:face_vid2vid_tiny")
+    assert run.zoo == "face_vid2vid_tiny" and "project-trained" in run.label
+    spec, cfg, system, step = SYSTEMS.load(run, "cpu")
+    assert spec.name == "face_vid2vid" and step == zoo.get_entry("face_vid2vid_tiny").steps
+    ctx = type("Ctx", (), {"catalog": catalog})()
+    figure, gallery, config, summary = run_details(ctx, "zoo:face_vid2vid_tiny")
+    assert any(ax.get_title() == "eval/copy_l1" for ax in figure.axes) and "kind: fv2v" in config
+    assert gallery == [] and "face_vid2vid" in summary
 
 
 # ---- classify --------------------------------------------------------------------------------------
