@@ -77,7 +77,7 @@ def run_status(ctx: AppContext, system: str) -> str:
     newest = ctx.catalog.newest(system)
     if newest is None:
         return (f"**No finished `{system}` run** under the runs folder. Press *Train the tiny demo* "
-                f"(`imaginate demo --only {system}`) and wait for it, or train one with `imaginate train {system}`.")
+                f"(`imaginate demo --only {system} --train`) and wait for it, or train one with `imaginate train {system}`.")
     extra = f", preset {newest.preset}" if newest.preset else ""
     return f"Using the newest finished `{system}` run: `{newest.run_id}`{extra}. Pick another above."
 
