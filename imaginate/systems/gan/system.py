@@ -93,7 +93,10 @@ class GANLossConfig:
         if self.r1_gamma < 0 or self.gp_weight < 0 or self.r1_interval < 1 or self.ema_warmup < 0:
             raise ValueError("gan.r1_gamma / gan.gp_weight / gan.ema_warmup: must be >= 0; gan.r1_interval >= 1")
         if self.diffaugment:
-            DiffAugment(self.diffaugment)  # validates the policy (ValueError names the op)
+            try:
+                DiffAugment(self.diffaugment)  # validates the policy (ValueError names the op)
+            except ValueError as exc:
+                raise ValueError(f"gan.diffaugment: {exc}") from None
 
 
 @dataclass
