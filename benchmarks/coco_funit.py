@@ -13,6 +13,8 @@ training step time of both, interleaved step by step in one process.
     python benchmarks/coco_funit.py             # 2 models x 3 seeds at the cpu preset, one process at a time
     python benchmarks/coco_funit.py --quick     # 1 seed, 60 steps (smoke test)
     python benchmarks/coco_funit.py --collect-only
+    python benchmarks/coco_funit.py --collect-only --reuse-timing --long runs/zoo/coco_funit_cpu
+                                               # also report a finished longer cpu-preset run (the zoo entry's)
 """
 
 from __future__ import annotations
@@ -203,7 +205,7 @@ def step_time(rounds: int = 12, warmup: int = 2) -> dict:
     return out
 
 
-def comparison_grid(runs: dict[str, str], out: Path) -> None:
+def comparison_grid(runs: dict[str, str], out: Path, captions: dict[str, str] | None = None) -> None:
     """Content rows x unseen-style columns for each model (EMA generators, same pairs) and the ground
     truth (the style's species drawn in the content's pose), captioned panels side by side."""
     import torch
@@ -230,7 +232,7 @@ def comparison_grid(runs: dict[str, str], out: Path) -> None:
     pairs_content, pairs_style = content.repeat_interleave(c, 0), style.repeat(r, 1, 1, 1)
     truth, _ = render_species_batch(torch.tensor(SPLIT.unseen).repeat(r), content_poses.repeat_interleave(c, 0),
                                     content_bg.repeat_interleave(c, 0), size, plain)
-    outputs = {MODELS[name][0].split(" (")[0]: system.translate(pairs_content, pairs_style)
+    outputs = {(captions or {}).get(name, MODELS[name][0].split(" (")[0]): system.translate(pairs_content, pairs_style)
                for name, system in systems.items()}
     outputs["ground truth (style species in the content's pose)"] = truth
     panels = []
@@ -265,6 +267,84 @@ def reconstruction_grid(run_dir: str, out: Path) -> None:
     img.resize((img.width * 3, img.height * 3), Image.NEAREST).save(out)
 
 
+def reconstruction_l1(run_dir: str) -> dict[str, float]:
+    """Same-image reconstruction G(x, x) of a saved run on the evaluation's held-out contents (seen species,
+    the same images for every run): L1 over the image and inside the creature (in [0, 1] units)."""
+    import torch
+
+    from imaginate.engine.loop import load_run
+    from imaginate.systems.coco_funit.evaluation import system_eval_data
+
+    torch.set_num_threads(1)
+    system = load_run(Path(run_dir), device="cpu")[2]
+    data = system_eval_data(system)
+    images, masks = data.content_images, data.content_masks[:, None].float()
+    err = (system.translate(images, images) - images).abs()
+    return {"rec_l1": float(err.mean()), "rec_l1_fg": float((err * masks).sum() / (masks.sum() * 3))}
+
+
+def long_run(run_dir: str) -> dict | None:
+    """A finished longer COCO-FUNIT run at the cpu preset: its final evaluation, its config's departures from
+    the preset, steps, training minutes and reconstruction error; None when it has not finished."""
+    from imaginate.config import build_config, load_saved_config
+    from imaginate.registry import get_system
+
+    spec = get_system("coco_funit")
+    cfg = load_saved_config(spec.config_cls, Path(run_dir) / "config.yaml")
+    done = finished_run(Path(run_dir), cfg.train.steps)
+    if done is None:
+        return None
+    preset = build_config(spec.config_cls, preset=PRESET, system="coco_funit", overrides=[])
+    changed = []
+    for group in ("model", "loss", "optim", "data"):
+        ours, base = getattr(cfg, group), getattr(preset, group)
+        changed += [f"{group}.{k}={getattr(ours, k)}" for k in vars(base) if getattr(ours, k) != getattr(base, k)]
+    return {"run_dir": run_dir, "steps": cfg.train.steps, "seed": cfg.train.seed, "metrics": done[0],
+            "seconds": done[1], "changed": changed, **reconstruction_l1(run_dir)}
+
+
+LONG_COLUMNS = (("l1_gt", "L1 to truth ↓", 3), ("l1_fg", "L1 on creatures ↓", 3), ("psnr_gt", "PSNR dB ↑", 2),
+                ("pacc", "PAcc ↑", 3), ("iou_target", "target IoU ↑", 3), ("style_leak", "style leak ↓", 3),
+                ("style_sensitivity", "style sensitivity", 3))
+
+
+def long_section(long: dict, results: list[dict], short_steps: int, grids: dict[str, str]) -> list[str]:
+    """The report's section on the longer run, beside the short runs' COCO-FUNIT mean and the copying baselines."""
+    m = long["metrics"]
+    lines = ["## A longer run (the zoo entry `coco_funit_cpu`)", "",
+             f"COCO-FUNIT at the cpu preset, seed {long['seed']}, {long['steps']} steps "
+             f"({long['seconds'] / 60:.0f} minutes on one thread of the shared machine), with "
+             f"{', '.join(long['changed']) or 'the preset unchanged'}; same evaluation as above (K = 1). "
+             "Reconstruction: G(x, x) of the evaluation's held-out seen-species contents.", "",
+             "| model | " + " | ".join(c[1] for c in LONG_COLUMNS) + " | L1 on creatures > 90° ↓ | style leak > 90° ↓ "
+             "| reconstruction L1 on creatures ↓ | collapsed |", "|---|" + "---|" * (len(LONG_COLUMNS) + 4)]
+
+    def cell(value: float | None, digits: int = 3) -> str:
+        return "–" if value is None or value != value else f"{value:.{digits}f}"
+
+    lines.append(f"| COCO-FUNIT, {long['steps']} steps | " + " | ".join(cell(m.get(f"{k}_k1"), d) for k, _, d in LONG_COLUMNS)
+                 + f" | {cell(m.get('l1_fg_k1_pose_gt90'))} | {cell(m.get('style_leak_k1_pose_gt90'))} | "
+                 f"{cell(long['rec_l1_fg'])} | {'yes' if m.get('collapsed') else 'no'} |")
+    short = counted(results, "coco_funit")
+    rec_short = [r["rec_l1_fg"] for r in short if "rec_l1_fg" in r]
+    lines.append(f"| COCO-FUNIT, {short_steps} steps (mean of {len(short)} seeds above) | "
+                 + " | ".join(fmt(stats(results, "coco_funit", f"{k}_k1"), d) for k, _, d in LONG_COLUMNS)
+                 + f" | {fmt(stats(results, 'coco_funit', 'l1_fg_k1_pose_gt90'))} | "
+                 f"{fmt(stats(results, 'coco_funit', 'style_leak_k1_pose_gt90'))} | "
+                 f"{fmt(mean_std(rec_short, 0.0)) if rec_short else '–'} | |")
+    for name, label in BASELINES.items():
+        lines.append(f"| {label} | " + " | ".join(fmt(stats(results, name, f"{k}_k1"), d) for k, _, d in LONG_COLUMNS)
+                     + f" | {fmt(stats(results, name, 'l1_fg_k1_pose_gt90'))} | "
+                     f"{fmt(stats(results, name, 'style_leak_k1_pose_gt90'))} | 0 | |")
+    lines.append("")
+    if "long_samples" in grids:
+        lines += ["The same contents and examples as the grid above, translated by the longer run, beside the ground "
+                  "truth:", "", f"![longer run samples]({grids['long_samples']})", "",
+                  "Its same-image reconstructions G(x, x) (contents over reconstructions):", "",
+                  f"![longer run reconstruction]({grids['long_reconstruction']})", ""]
+    return lines
+
+
 def fmt(stats: tuple[float, float, int] | None, digits: int = 3) -> str:
     if stats is None:
         return "–"
@@ -288,7 +368,7 @@ COLUMNS = (("l1_gt", "L1 to truth ↓", 3), ("l1_fg", "L1 on creatures ↓", 3),
 
 
 def write_report(results: list[dict], steps: int, timing: dict, grids: dict[str, str], workers: int,
-                 init_dead: dict[str, list[float]]) -> str:
+                 init_dead: dict[str, list[float]], long: dict | None = None) -> str:
     seeds = sorted({r["seed"] for r in results if r["model"] in MODELS})
     failed = [r for r in results if r["model"] in MODELS and (r.get("metrics") is None or r["metrics"].get("collapsed"))]
     lines = [
@@ -363,6 +443,8 @@ def write_report(results: list[dict], steps: int, timing: dict, grids: dict[str,
     if "reconstruction" in grids:
         lines += ["Same-image reconstruction G(x, x) of that COCO-FUNIT run (contents over reconstructions):", "",
                   f"![reconstruction]({grids['reconstruction']})", ""]
+    if long is not None:
+        lines += long_section(long, results, steps, grids)
     lines += ["## Style-code collapse at initialisation", "",
               "Share of COCO-FUNIT style-code dimensions that are zero for every one of 64 content / style pairs, "
               "freshly initialised at the cpu preset's widths (16-d code, 64-d CSB), per seed. A dimension that is "
@@ -375,7 +457,8 @@ def write_report(results: list[dict], steps: int, timing: dict, grids: dict[str,
     lines += ["## Training step time", "",
               f"`cpu` preset, batch 8, 1 thread; both models stepped alternately in one process ({timing['rounds']} "
               f"rounds after {timing['warmup']} warm-up rounds), median seconds per step (one D and one G update); "
-              "the machine was shared, so absolute times are inflated, the ratio less so.", "",
+              "the machine was shared, so absolute times are inflated, the ratio less so"
+              + (" (measured in an earlier run of this script and kept)" if timing.get("reused") else "") + ".", "",
               "| model | G params | D params | seconds / step |", "|---|---|---|---|"]
     for name, (label, _) in MODELS.items():
         t = timing[name]
@@ -439,6 +522,11 @@ def main() -> None:
     parser.add_argument("--no-timing", action="store_true", help="skip the step-time measurement")
     parser.add_argument("--reevaluate", action="store_true",
                         help="recompute finished runs' metrics with the current evaluation code")
+    parser.add_argument("--out", default=str(RESULTS), help="where the report goes (default: docs/results)")
+    parser.add_argument("--reuse-timing", action="store_true",
+                        help="keep the step-time measurement of the last report (docs/results/coco_funit.json)")
+    parser.add_argument("--long", default="", metavar="RUN_DIR",
+                        help="also report this finished longer COCO-FUNIT cpu-preset run (e.g. runs/zoo/coco_funit_cpu)")
     args = parser.parse_args()
     steps = args.steps or preset_steps()
     if args.quick:
@@ -452,10 +540,20 @@ def main() -> None:
                 r["metrics"] = reevaluate(r["run_dir"])
     results += baselines(args.work)
     init_dead = init_dead_shares(list(args.seeds))
-    timing = ({"rounds": 0, "warmup": 0, "ratio_median": float("nan"),
-               **{n: {"seconds": float("nan"), "g_params": 0, "d_params": 0} for n in MODELS}}
-              if args.no_timing else step_time(4 if args.quick else 12))
-    out_dir = Path(args.work) if args.quick else RESULTS
+    if args.reuse_timing:
+        timing = json.loads((RESULTS / "coco_funit.json").read_text())["timing"] | {"reused": True}
+    elif args.no_timing:
+        timing = {"rounds": 0, "warmup": 0, "ratio_median": float("nan"),
+                  **{n: {"seconds": float("nan"), "g_params": 0, "d_params": 0} for n in MODELS}}
+    else:
+        timing = step_time(4 if args.quick else 12)
+    for r in results:
+        if r["model"] == "coco_funit" and r.get("run_dir") and r.get("metrics"):
+            r.update(reconstruction_l1(r["run_dir"]))
+    long = long_run(args.long) if args.long else None
+    if args.long and long is None:
+        raise SystemExit(f"--long {args.long}: not a finished run")
+    out_dir = Path(args.work) if args.quick else Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     best = {}
     for name in MODELS:
@@ -467,10 +565,16 @@ def main() -> None:
         comparison_grid(best, out_dir / "coco_funit_samples.png")
         reconstruction_grid(best["coco_funit"], out_dir / "coco_funit_reconstruction.png")
         grids = {"samples": "coco_funit_samples.png", "reconstruction": "coco_funit_reconstruction.png"}
-    report = write_report(results, steps, timing, grids, args.workers, init_dead)
+    if long is not None:
+        comparison_grid({"coco_funit": long["run_dir"]}, out_dir / "coco_funit_long_samples.png",
+                        {"coco_funit": f"COCO-FUNIT, {long['steps']} steps"})
+        reconstruction_grid(long["run_dir"], out_dir / "coco_funit_long_reconstruction.png")
+        grids |= {"long_samples": "coco_funit_long_samples.png",
+                  "long_reconstruction": "coco_funit_long_reconstruction.png"}
+    report = write_report(results, steps, timing, grids, args.workers, init_dead, long)
     (out_dir / "coco_funit.md").write_text(report)
     (out_dir / "coco_funit.json").write_text(json.dumps({"steps": steps, "results": results, "timing": timing,
-                                                        "best_runs": best}, indent=1))
+                                                        "best_runs": best, "long": long}, indent=1))
     print(report)
     print("best runs:", best)
 

@@ -77,7 +77,7 @@ def translate_files(run_dir: str, content: str, styles: list[str], out: str, int
     """Translate ``content`` with the K-shot style of ``styles`` and write the picture to ``out``.
 
     Args:
-        run_dir: a coco_funit run folder.
+        run_dir: a coco_funit run folder, or ``zoo:NAME`` (weights from ``imaginate.zoo``).
         content: the content image file.
         styles: K style image files of one class.
         out: the PNG to write.
@@ -93,7 +93,7 @@ def translate_files(run_dir: str, content: str, styles: list[str], out: str, int
 
     if steps < 2:
         raise UserError(f"--steps: must be >= 2, got {steps}")
-    if not Path(run_dir).is_dir():
+    if not str(run_dir).startswith("zoo:") and not Path(run_dir).is_dir():  # zoo:NAME = project-trained weights
         raise UserError(f"--checkpoint {run_dir}: no such run folder")
     spec, cfg, system, _ = load_run(Path(run_dir), device=device)
     if spec.name != "coco_funit":
@@ -145,7 +145,8 @@ def add_translate_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
                     "(their style codes are averaged), with a coco_funit run's newest checkpoint (EMA "
                     "generator if present). Images are resized to the model's size; non-square ones up to "
                     "2:1 are squashed. Writes content | styles | output as one PNG.")
-    p.add_argument("--checkpoint", required=True, metavar="RUN_DIR", help="a coco_funit run folder")
+    p.add_argument("--checkpoint", required=True, metavar="RUN_DIR",
+                   help="a coco_funit run folder, or zoo:NAME (e.g. zoo:coco_funit_cpu)")
     p.add_argument("--content", required=True, metavar="IMG", help="the content image")
     p.add_argument("--style", required=True, nargs="+", metavar="IMG", help="K style images of one class")
     p.add_argument("--out", required=True, metavar="OUT.png", help="the PNG to write")
