@@ -74,7 +74,7 @@ def synthesize_video(run_dir: str, out: str, world_file: str | None = None, path
 
         world = load_world(world_file)  # a one-line DataError naming the file when malformed
     for flag, folder in (("--checkpoint", run_dir), ("--side-by-side", side_by_side)):
-        if folder and not Path(folder).is_dir():
+        if folder and not folder.startswith("zoo:") and not Path(folder).is_dir():
             raise UserError(f"{flag} {folder}: no such run folder")
     if labels_dir and not Path(labels_dir).is_dir():
         raise UserError(f"--labels {labels_dir}: no such folder")
@@ -122,7 +122,7 @@ def add_synthesize_parser(subparsers: argparse._SubParsersAction) -> argparse.Ar
         "synthesize", help="synthesize a video from labels with a trained vid2vid run",
         description="Fly a camera path over a block world (or read a label-video folder) and synthesize the "
                     "video with a vid2vid / wc-vid2vid run, frame by frame (see imaginate/systems/vid2vid/synthesize.py).")
-    p.add_argument("--checkpoint", required=True, metavar="RUN_DIR", help="a vid2vid run folder")
+    p.add_argument("--checkpoint", required=True, metavar="RUN_DIR", help="a vid2vid run folder or zoo:NAME")
     p.add_argument("--world", default=None, metavar="W.npy", help="a world grid (default: a procedural test world)")
     p.add_argument("--path", default="revisit", help="out_and_back | loop | revisit (default: revisit)")
     p.add_argument("--labels", default=None, metavar="FOLDER", help="a user's label video folder instead of a world")
