@@ -185,9 +185,11 @@ def evaluate_baselines(system: WSODSystem) -> dict[str, dict[str, float]]:
                                    (test, train), test_idx, train_idx) for kind in BASELINES}
 
 
-def detection_picture(system: WSODSystem, count: int = 8, threshold: float = 0.3, tile: int = 192) -> Tensor:
+def detection_picture(system: WSODSystem, count: int = 8, threshold: float = 0.3, tile: int = 192,
+                      best_per_class: bool = True) -> Tensor:
     """Test images with true boxes (white, thin) and detections scoring over ``threshold`` (coloured by
-    class, labelled), the best detection of each class at least -> [3, H, W] in [0, 1]."""
+    class, labelled), with ``best_per_class`` the best detection of each detected class too -> [3, H, W]
+    in [0, 1]."""
     import numpy as np
     from PIL import Image, ImageDraw
 
@@ -207,7 +209,7 @@ def detection_picture(system: WSODSystem, count: int = 8, threshold: float = 0.3
         for box in test.boxes[i].float().tolist():
             draw.rectangle([v * scale for v in box], outline=(255, 255, 255), width=1)
         keep = scores > threshold
-        for c in labels.unique():
+        for c in labels.unique() if best_per_class else []:
             of_c = (labels == c).nonzero().flatten()
             keep[of_c[scores[of_c].argmax()]] = True
         for box, score, label in zip(boxes[keep].tolist(), scores[keep].tolist(), labels[keep].tolist()):
