@@ -41,7 +41,7 @@ def gumbel_rollout(decoder: StyledDecoder, prompt: Tensor, prompt_valid: Tensor,
     valid = prompt_valid
     out = []
     for _ in range(length):
-        logits = decoder(rows, code, valid)[:, -1]  # [B, V]
+        logits = decoder(rows, code, valid, last_only=True)[:, -1]  # [B, V]
         sample = gumbel_softmax_st(logits, tau, hard)  # [B, V]
         out.append(sample)
         rows = torch.cat([rows, sample.unsqueeze(1)], 1)
@@ -58,7 +58,7 @@ def sample_continuations(decoder: StyledDecoder, prompt: Tensor, prompt_valid: T
     ones = prompt_valid.new_ones(prompt.shape[0], 1)
     out = []
     for _ in range(length):
-        logits = decoder(ids[:, -decoder.max_len:], code, valid[:, -decoder.max_len:])[:, -1].float()  # [B, V]
+        logits = decoder(ids[:, -decoder.max_len:], code, valid[:, -decoder.max_len:], last_only=True)[:, -1].float()
         logits[:, PAD] = float("-inf")
         logits[:, BOS] = float("-inf")
         logits[:, SEP] = float("-inf")

@@ -119,7 +119,8 @@ class StyledDecoder(nn.Module):
                 nn.init.zeros_(m.to_scale_shift.weight)
                 nn.init.zeros_(m.to_scale_shift.bias)
 
-    def forward(self, tokens: Tensor, code: Tensor | None, valid: Tensor | None = None) -> Tensor:
+    def forward(self, tokens: Tensor, code: Tensor | None, valid: Tensor | None = None,
+                last_only: bool = False) -> Tensor:
         """Next-token logits.
 
         Args:
@@ -127,6 +128,8 @@ class StyledDecoder(nn.Module):
             code: [B, S] style codes (ignored, may be None, for ``unconditional``).
             valid: optional [B, T] bool for left-padded batches (generation): positions count real tokens
                 only and padding is never attended to.
+            last_only: logits of the last position only, [B, 1, V] (generation: the head is the costliest
+                layer per position).
 
         Returns:
             [B, T, V] logits; position t depends only on tokens[:, : t + 1] and the code.
@@ -155,7 +158,8 @@ class StyledDecoder(nn.Module):
         for block in self.blocks:
             x = block(x, mask, cond)
         x = self.final_norm(x, code) if self.injection == "adaln" else self.final_norm(x)
-        return self.head(x[:, self.n_prefix:])  # [B, T, V]
+        x = x[:, -1:] if last_only else x[:, self.n_prefix:]
+        return self.head(x)  # [B, T, V] ([B, 1, V] if last_only)
 
 
 class PairDiscriminator(nn.Module):

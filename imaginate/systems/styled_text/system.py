@@ -92,6 +92,11 @@ class StyledLossConfig:
         rollout_len: generated tokens per adversarial sample.  rollout_batch: transfer pairs per step.
         adversarial_start: steps of LM-only warm-up before the adversarial and style terms.
         lr, d_lr: Adam learning rates of generator (encoder + decoder) and discriminator.
+        code_class: weight of a linear style classifier on the reference's code, trained with the encoder
+            from the start (beyond the paper's description: without it the code can die, every reference
+            giving the same code; 0 = off, no classifier is built).
+        style_class: weight of that classifier's cross-entropy on the encoder's code of GENERATED text
+            (transfer rollouts) toward the reference's style B, after the warm-up (needs code_class > 0).
     """
 
     lm: float = 1.0
@@ -107,10 +112,15 @@ class StyledLossConfig:
     adversarial_start: int = 100
     lr: float = 1e-3
     d_lr: float = 3e-4
+    code_class: float = 0.0
+    style_class: float = 0.0
 
     def __post_init__(self) -> None:
         check_choice("loss.gan_loss", self.gan_loss, GAN_LOSSES)
-        for name in ("lm", "adversarial", "style"):
+        if self.style_class > 0 and self.code_class <= 0:
+            raise ConfigError(f"loss.style_class: needs loss.code_class > 0 (the classifier it uses), got "
+                              f"style_class={self.style_class}, code_class={self.code_class}")
+        for name in ("lm", "adversarial", "style", "code_class", "style_class"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"loss.{name}: must be >= 0, got {getattr(self, name)}")
         if not 0 < self.tau_end <= self.tau_start:
@@ -174,6 +184,8 @@ class StyledTextSystem(System):
         decoder = StyledDecoder(v, d.max_len, m.d_model, m.decoder_layers, m.n_heads, m.style_dim, m.injection,
                                 m.n_prefix, m.dropout)
         generator = torch.nn.ModuleDict({"encoder": encoder, "decoder": decoder})
+        if cfg.loss.code_class > 0:  # style classifier on codes: [B, S] -> [B, styles]
+            generator["style_head"] = torch.nn.Linear(m.style_dim, len(self.corpus.styles))
         disc = PairDiscriminator(v, max(d.ref_len, cfg.loss.rollout_len), m.d_model, m.discriminator_layers,
                                  m.n_heads, m.dropout)
         j = cfg.judge
@@ -228,13 +240,14 @@ class StyledTextSystem(System):
         seq, _ = pad_rows([self.sequence("train", i) for i in targets], self.cfg.data.max_len + 1)
         ref_ids, ref_valid = self.references("train", refs)
         styles = self.corpus.styles
-        contexts, transfer_refs, reals, real_refs = [], [], [], []
+        contexts, transfer_refs, transfer_styles, reals, real_refs = [], [], [], [], []
         for _ in range(self.cfg.loss.rollout_batch):
             a = rng.randrange(n)
             b_style = rng.choice([s for s in range(len(styles)) if s != self.corpus.train[a].style])
             ref = rng.choice(self.groups["train"][b_style])
             real = self.other_in_style("train", ref, rng)
             contexts.append(a)
+            transfer_styles.append(b_style)
             transfer_refs.append(ref)
             reals.append(real)
             real_refs.append(self.other_in_style("train", real, rng))
@@ -247,7 +260,9 @@ class StyledTextSystem(System):
                  "target_index": torch.tensor(targets), "reference_index": torch.tensor(refs),
                  "prompt": prompt, "prompt_valid": prompt_valid, "transfer_reference": t_ref,
                  "transfer_reference_valid": t_ref_valid, "real": real_ids, "real_reference": r_ref,
-                 "real_reference_valid": r_ref_valid}
+                 "real_reference_valid": r_ref_valid,
+                 "reference_style": torch.tensor([self.corpus.train[i].style for i in targets]),
+                 "transfer_style": torch.tensor(transfer_styles)}
         return {k: v.to(self.ctx.device) for k, v in batch.items()}
 
     # -- judges -------------------------------------------------------------------------------------
@@ -304,6 +319,13 @@ class StyledTextSystem(System):
             loss_lm = lm_loss(decoder(seq[:, :-1], code), seq[:, 1:])
             logs = {"lm_nats": float(loss_lm.detach()), "code_std": float(code.detach().float().std(0).mean()), "tau": tau}
             loss = lc.lm * loss_lm
+            head = self.generator["style_head"] if lc.code_class > 0 else None
+            if head is not None:
+                code_logits = head(code)  # [B, styles]
+                loss_class = torch.nn.functional.cross_entropy(code_logits.float(), mb["reference_style"])
+                loss = loss + lc.code_class * loss_class
+                logs.update(code_class_nats=float(loss_class.detach()),
+                            code_class_acc=float((code_logits.argmax(-1) == mb["reference_style"]).float().mean()))
             if adversarial_on:
                 target_code = encoder(mb["transfer_reference"], mb["transfer_reference_valid"])  # [B', S]
                 rows = gumbel_rollout(decoder, mb["prompt"], mb["prompt_valid"], target_code, lc.rollout_len, tau,
@@ -319,6 +341,13 @@ class StyledTextSystem(System):
                 loss_adv = g_loss(lc.gan_loss, fake_logits)
                 loss_style = style_consistency_loss(generated_code, target_code.detach())
                 loss = loss + lc.adversarial * loss_adv + lc.style * loss_style
+                if head is not None and lc.style_class > 0:
+                    with frozen(head):
+                        fake_class = head(generated_code)  # [B', styles]
+                    loss_sc = torch.nn.functional.cross_entropy(fake_class.float(), mb["transfer_style"])
+                    loss = loss + lc.style_class * loss_sc
+                    logs.update(style_class_nats=float(loss_sc.detach()),
+                                fake_judged_b=float((fake_class.argmax(-1) == mb["transfer_style"]).float().mean()))
                 distinct = len(set(ids.flatten().tolist())) / ids.numel()
                 logs.update(g_adv=float(loss_adv.detach()), style_term=float(loss_style.detach()), fake_distinct_tokens=distinct,
                             fake_eos_rate=float((ids == EOS).any(1).float().mean()))

@@ -22,7 +22,6 @@ def write(run_dir: str, context: str, style_example: str, num: int = 3, temperat
     """``num`` continuations of ``context`` in the style of the text in ``style_example``."""
     from imaginate.cli import UserError
     from imaginate.engine import load_run
-    from imaginate.systems.styled_text.evaluation import write_continuations
 
     if num < 1:
         raise UserError(f"--num must be >= 1, got {num}")
@@ -34,17 +33,24 @@ def write(run_dir: str, context: str, style_example: str, num: int = 3, temperat
     if not example.is_file():
         raise UserError(f"--style-example {style_example}: no such file")
     paragraphs = split_paragraphs(read_style_text(example, "--style-example"))  # one-line DataError if bad
-    if not Path(run_dir).is_dir():
+    if not str(run_dir).startswith("zoo:") and not Path(run_dir).is_dir():
         raise UserError(f"--checkpoint {run_dir}: no such run folder")
-    spec, cfg, system, _ = load_run(Path(run_dir), device=device)
+    spec, _, system, _ = load_run(Path(run_dir), device=device)
     if spec.name != "styled_text":
         raise UserError(f"--checkpoint {run_dir}: a {spec.name} run, not a styled_text one")
+    return write_with(system, context, paragraphs, num, temperature, seed, length)
+
+
+def write_with(system, context: str, paragraphs: list[str], num: int = 3, temperature: float = 0.7, seed: int = 0,
+               length: int | None = None) -> list[str]:
+    """``write`` with a loaded styled_text system and the example's paragraphs (their codes averaged)."""
+    from imaginate.systems.styled_text.evaluation import write_continuations
+
     system.train(False)
     with torch.no_grad():
         code = system.style_code(paragraphs)  # [S] or None (unconditional run)
         codes = None if code is None else code.unsqueeze(0).expand(num, -1)
-        texts = write_continuations(system, [context] * num, codes, length or cfg.eval_len, temperature, seed)
-    return texts
+        return write_continuations(system, [context] * num, codes, length or system.cfg.eval_len, temperature, seed)
 
 
 def _cmd_write(args: argparse.Namespace) -> int:
@@ -61,7 +67,7 @@ def add_write_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         "write", help="continue a sentence in the style of an example text with a styled_text run",
         description="Continue --context in the style of --style-example with a styled_text run's newest "
                     "checkpoint; prints --num continuations (deterministic under --seed).")
-    p.add_argument("--checkpoint", required=True, metavar="RUN_DIR", help="a styled_text run folder")
+    p.add_argument("--checkpoint", required=True, metavar="RUN_DIR", help="a styled_text run folder or zoo:NAME")
     p.add_argument("--context", required=True, help="the sentence to continue")
     p.add_argument("--style-example", required=True, metavar="FILE", help="a UTF-8 text file in the target style")
     p.add_argument("--num", type=int, default=3, help="continuations (default: 3)")
