@@ -15,6 +15,7 @@ Writes docs/results/gancraft.md, gancraft.json, gancraft_strip.png and gancraft_
 
     python benchmarks/gancraft.py                          # train the tiny preset (~6 min on 2 cores) + measure
     python benchmarks/gancraft.py --run-dir runs/gancraft-tiny   # measure a finished run
+    python benchmarks/gancraft.py --run-dir zoo:gancraft_tiny    # measure the zoo weights (64 px, fresh views)
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from common import train_or_reuse  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results"
 FRAMES = 24
+VIDEO_SIZE = 64
 
 
 def path_metrics(system, cameras) -> tuple[dict, dict]:
@@ -116,20 +118,37 @@ def verdict(paths: dict) -> str:
     return "Verdict (computed): " + "; ".join(parts) + " (above 1 = GANcraft more view-consistent)."
 
 
-def write_outputs(run_dir: Path, cfg, train_seconds: float | None, paths: dict, realism_numbers: dict,
-                  speeds: dict, threads: int) -> str:
+def run_line(run: str, cfg, train_seconds: float | None, cpu_seconds: float | None) -> str:
+    """What was measured: the run (its command when it is a zoo entry), steps, views, sizes, time."""
+    views = ("fresh random views every step" if cfg.data.view_sampling == "fresh"
+             else f"{cfg.data.num_views} fixed training views")
+    if run.startswith("zoo:"):
+        from imaginate.zoo import get_entry
+
+        head = f"Run: zoo weights `{run}`, made by `{get_entry(run[4:]).command}`"
+    else:
+        head = "Run: `imaginate train gancraft --preset tiny`"
+    time_text = ""
+    if train_seconds:
+        time_text = f", {train_seconds / 60:.1f} min wall-clock"
+        time_text += f" ({cpu_seconds / 60:.1f} CPU-min)" if cpu_seconds else ""
+        time_text += " including the translator on a shared, loaded 2-core CPU"
+    return (f"{head} ({cfg.train.steps} steps, batch {cfg.train.batch_size}, {cfg.data.image_size} px, {views} of "
+            f"a {'x'.join(map(str, cfg.data.world_size))} world of seed {cfg.data.world_seed}; translator "
+            f"{cfg.data.translator_steps} steps){time_text}")
+
+
+def write_outputs(run: str, cfg, train_seconds: float | None, cpu_seconds: float | None, paths: dict,
+                  realism_numbers: dict, speeds: dict, threads: int) -> str:
     import torch
 
+    size = cfg.data.image_size
     lines = ["# GANcraft: view consistency vs per-frame SPADE (tiny preset, CPU)", "",
              "Written by `benchmarks/gancraft.py`; do not edit by hand.", "",
-             f"Run: `imaginate train gancraft --preset tiny` ({cfg.train.steps} steps, batch {cfg.train.batch_size}, "
-             f"{cfg.data.image_size} px, {cfg.data.num_views} training views of a "
-             f"{'x'.join(map(str, cfg.data.world_size))} world of seed {cfg.data.world_seed}; "
-             f"translator {cfg.data.translator_steps} steps)"
-             + (f", {train_seconds / 60:.1f} min wall-clock including the translator on a shared 2-core CPU"
-                if train_seconds else "") + f". Measurements: torch {torch.__version__}, {threads} CPU thread(s).", "",
+             run_line(run, cfg, train_seconds, cpu_seconds)
+             + f". Measurements: torch {torch.__version__}, {threads} CPU thread(s).", "",
              "## View consistency on the training world", "",
-             f"{FRAMES} frames per path at the training size (32 px). `std`: standard deviation across frames of "
+             f"{FRAMES} frames per path at the training size ({size} px). `std`: standard deviation across frames of "
              "a surface cell's colour ([0, 1] units, cells seen in >= 2 frames), averaged over cells; `contrast`: "
              "the same statistic across cells (how different surfaces look at all); lower std and std/contrast "
              "= more view-consistent.", "",
@@ -139,6 +158,8 @@ def write_outputs(run_dir: Path, cfg, train_seconds: float | None, paths: dict, 
             lines.append(f"| {path} | {name} | {m['std']:.4f} | {m['contrast']:.4f} | {m['ratio']:.3f} | {m['cells']} |")
     lines += ["", verdict(paths)]
     lines += ["", "## Realism statistics against the unpaired photos", "",
+              "Renders of the run's evaluation views (its fixed `eval_views` cameras, each in the style encoded "
+              "from its own pseudo-GT) against photo-shader renders of other worlds. "
               "Fréchet distance (FID-like) and KID in a 19-number colour / texture statistics space "
               "(`ColourStatistics`: channel means and standard deviations at two scales, mean gradients, a "
               "brightness CDF, a saturation proxy). No pretrained landscape features exist offline: these are "
@@ -153,9 +174,9 @@ def write_outputs(run_dir: Path, cfg, train_seconds: float | None, paths: dict, 
               f"{speeds['fps_128']:.2f} |", "",
               "## Pictures", "",
               "![segmentation | SPADE per frame | GANcraft, fly-through frames](gancraft_strip.png)", "",
-              "Rows: frames 0, 6, 12, 18 of the fly-through; columns: segmentation, per-frame SPADE pseudo-GT, "
-              "GANcraft. Video (SPADE left, GANcraft right, 64 px, 48 frames): [gancraft_fly.mp4](gancraft_fly.mp4).",
-              ""]
+              f"Rows: frames 0, 6, 12, 18 of the fly-through ({size} px); columns: segmentation, per-frame SPADE "
+              f"pseudo-GT, GANcraft. Video (SPADE left, GANcraft right, {VIDEO_SIZE} px, {2 * FRAMES} frames): "
+              "[gancraft_fly.mp4](gancraft_fly.mp4).", ""]
     return "\n".join(lines)
 
 
@@ -306,11 +327,20 @@ def main() -> None:
     from imaginate.registry import get_system
 
     run_dir = Path(args.run_dir)
-    steps = args.steps or build_config(get_system("gancraft").config_cls, preset="tiny", system="gancraft").train.steps
-    if not (run_dir / "final.safetensors").is_file():
-        train_or_reuse("gancraft", "tiny", [f"train.num_threads={args.threads}"], run_dir, steps, False)
-    train_seconds = max(row["time"] for row in read_metrics(run_dir))
-    _, cfg, system, _ = load_run(run_dir, device="cpu")
+    cpu_seconds = None
+    if args.run_dir.startswith("zoo:"):  # the zoo weights: the time recorded by scripts/train_zoo.py
+        from imaginate.zoo import get_entry
+
+        entry = get_entry(args.run_dir[4:])
+        train_seconds, cpu_seconds = entry.wall_seconds, entry.cpu_seconds
+        _, cfg, system, _ = load_run(args.run_dir, device="cpu")
+    else:
+        steps = args.steps or build_config(get_system("gancraft").config_cls, preset="tiny",
+                                           system="gancraft").train.steps
+        if not (run_dir / "final.safetensors").is_file():
+            train_or_reuse("gancraft", "tiny", [f"train.num_threads={args.threads}"], run_dir, steps, False)
+        train_seconds = max(row["time"] for row in read_metrics(run_dir))
+        _, cfg, system, _ = load_run(run_dir, device="cpu")
     system.train(False)
     size = cfg.data.image_size
     world = system.world
@@ -325,10 +355,11 @@ def main() -> None:
         tiles = torch.stack([frames[n][[0, 6, 12, 18]] for n in names], dim=1).flatten(0, 1)
         RESULTS.mkdir(parents=True, exist_ok=True)
         save_png(make_grid(tiles, nrow=3), RESULTS / "gancraft_strip.png")
-        _, video = path_metrics(system, fly_through(world, 2 * FRAMES, 64, 64, seed=0))
+        _, video = path_metrics(system, fly_through(world, 2 * FRAMES, VIDEO_SIZE, VIDEO_SIZE, seed=0))
         side = torch.cat([video["SPADE pseudo-GT, per frame"], video["GANcraft (tiny, one style code)"]], dim=3)
         write_mp4(side, RESULTS / "gancraft_fly.mp4", fps=12, crf=23)
-    report = write_outputs(run_dir, cfg, train_seconds, paths, realism_numbers, speeds, args.threads)
+    report = write_outputs(args.run_dir, cfg, train_seconds, cpu_seconds, paths, realism_numbers, speeds,
+                           args.threads)
     (RESULTS / "gancraft.md").write_text(report)
     (RESULTS / "gancraft.json").write_text(json.dumps({"paths": paths, "realism": realism_numbers, "speed": speeds},
                                                       indent=2) + "\n")

@@ -129,7 +129,7 @@ def render_video(run_dir: str, out: str | None, world_file: str | None = None, p
     """Render ``frames`` views of a camera path; write them as an MP4 (``out``) and/or PNGs (``png_dir``).
 
     Args:
-        run_dir: a gancraft run folder.
+        run_dir: a gancraft run folder, or ``zoo:NAME`` (the project-trained weights).
         out: the ``.mp4`` file to write (None: no video).
         world_file: a ``.npy`` world (axis order ``layout``), a ``.schem``, or a Java world folder / ``.mca``
             file cropped to ``box`` (``[x0, y0, z0, x1, y1, z1]``), labelled by ``block_labels`` (a CSV;
@@ -170,7 +170,7 @@ def render_video(run_dir: str, out: str | None, world_file: str | None = None, p
         raise UserError(f"--layout: '{layout}' is not one of {', '.join(LAYOUTS)}")
     if out is None and png_dir is None:
         raise UserError("give --out VIDEO.mp4 and/or --png-dir FOLDER")
-    if not Path(run_dir).is_dir():
+    if not str(run_dir).startswith("zoo:") and not Path(run_dir).is_dir():  # zoo:NAME: the project's weights
         raise UserError(f"--checkpoint {run_dir}: no such run folder")
     keys = read_keyframes(keyframes, fov) if keyframes else None
     world = load_any_world(world_file, layout, box, block_labels, hollow) if world_file else None  # DataError: one line
@@ -229,7 +229,7 @@ def add_render_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
                     "newest checkpoint, tile by tile, and write an MP4 and/or PNG frames. The run's training world "
                     "has learned voxel features; other worlds get random ones (see "
                     "imaginate/systems/gancraft/render.py).")
-    p.add_argument("--checkpoint", required=True, metavar="RUN_DIR", help="a gancraft run folder")
+    p.add_argument("--checkpoint", required=True, metavar="RUN_DIR", help="a gancraft run folder or zoo:NAME")
     p.add_argument("--world", default=None, metavar="WORLD",
                    help="a world: .npy grid, .schem, Java world folder or .mca (default: the run's world)")
     p.add_argument("--layout", default="xyz", help="axis order of --world: xyz (default) or yzx (the reference's "
