@@ -54,7 +54,8 @@ def demo(out_dir: Path, train: bool = False) -> ReportPart:
 ZOO_NAME = "classify_fmnist_madam"
 LIVE_OVERRIDES = ["data.name=digits", "model.name=mlp", "optim.name=madam", "optim.lr=0.01", "train.steps=600",
                   "train.batch_size=64", "train.eval_every=100", "train.ckpt_every=0", "train.sample_every=0",
-                  "train.log_every=10", "train.num_threads=2"]
+                  "train.log_every=10",
+                  "train.num_threads=1"]  # a tiny MLP: a second thread buys nothing and stalls on a busy machine
 
 
 def plot_live(run_dir: Path, path: Path) -> Path:
