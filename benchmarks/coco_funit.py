@@ -299,8 +299,15 @@ def long_run(run_dir: str) -> dict | None:
     for group in ("model", "loss", "optim", "data"):
         ours, base = getattr(cfg, group), getattr(preset, group)
         changed += [f"{group}.{k}={getattr(ours, k)}" for k in vars(base) if getattr(ours, k) != getattr(base, k)]
+    from imaginate.engine.logging import read_metrics
+
+    seconds, last = 0.0, 0.0  # the logged time restarts at 0 on every resume: add up the segments
+    for row in read_metrics(Path(run_dir)):
+        if row["time"] < last:
+            seconds += last
+        last = row["time"]
     return {"run_dir": run_dir, "steps": cfg.train.steps, "seed": cfg.train.seed, "metrics": done[0],
-            "seconds": done[1], "changed": changed, **reconstruction_l1(run_dir)}
+            "seconds": seconds + last, "changed": changed, **reconstruction_l1(run_dir)}
 
 
 LONG_COLUMNS = (("l1_gt", "L1 to truth ↓", 3), ("l1_fg", "L1 on creatures ↓", 3), ("psnr_gt", "PSNR dB ↑", 2),
@@ -313,7 +320,7 @@ def long_section(long: dict, results: list[dict], short_steps: int, grids: dict[
     m = long["metrics"]
     lines = ["## A longer run (the zoo entry `coco_funit_cpu`)", "",
              f"COCO-FUNIT at the cpu preset, seed {long['seed']}, {long['steps']} steps "
-             f"({long['seconds'] / 60:.0f} minutes on one thread of the shared machine), with "
+             f"({long['seconds'] / 60:.0f} wall minutes on one thread of the shared machine), with "
              f"{', '.join(long['changed']) or 'the preset unchanged'}; same evaluation as above (K = 1). "
              "Reconstruction: G(x, x) of the evaluation's held-out seen-species contents.", "",
              "| model | " + " | ".join(c[1] for c in LONG_COLUMNS) + " | L1 on creatures > 90° ↓ | style leak > 90° ↓ "
@@ -336,6 +343,16 @@ def long_section(long: dict, results: list[dict], short_steps: int, grids: dict[
         lines.append(f"| {label} | " + " | ".join(fmt(stats(results, name, f"{k}_k1"), d) for k, _, d in LONG_COLUMNS)
                      + f" | {fmt(stats(results, name, 'l1_fg_k1_pose_gt90'))} | "
                      f"{fmt(stats(results, name, 'style_leak_k1_pose_gt90'))} | 0 | |")
+    short_pacc, short_rec = stats(results, "coco_funit", "pacc_k1"), mean_std(rec_short, 0.0) if rec_short else None
+    copy_style = stats(results, "copy_style", "l1_fg_k1")
+    lines += ["", f"Against the {short_steps}-step runs: PAcc {m.get('pacc_k1', float('nan')):.3f} vs "
+              f"{short_pacc[0] if short_pacc else float('nan'):.3f} (chance 1/24 = 0.042), reconstruction L1 on the "
+              f"creatures {long['rec_l1_fg']:.3f} vs {short_rec[0] if short_rec else float('nan'):.3f}, style "
+              f"sensitivity {m.get('style_sensitivity_k1', float('nan')):.3f} vs "
+              f"{stats(results, 'coco_funit', 'style_sensitivity_k1')[0]:.3f}; its L1 on the creatures "
+              f"({m.get('l1_fg_k1', float('nan')):.3f}) is "
+              + ("below" if copy_style and m.get("l1_fg_k1", 1.0) < copy_style[0] else "still above")
+              + f" that of copying the style example ({copy_style[0] if copy_style else float('nan'):.3f})."]
     lines.append("")
     if "long_samples" in grids:
         lines += ["The same contents and examples as the grid above, translated by the longer run, beside the ground "
