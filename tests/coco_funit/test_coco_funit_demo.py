@@ -40,7 +40,7 @@ def test_zoo_demo_runs_without_training_and_shows_its_parts(tmp_path, monkeypatc
     assert provenance.rows[0][0] == f"zoo:{demo_module.ZOO_NAME}"
     assert not (tmp_path / "coco_funit" / "tiny").exists()  # no run folder written
     # the pictures come from the trained weights: held-out reconstruction L1 on the creatures is ~0.16-0.18 with
-    # them and 0.31-0.37 with a freshly initialised generator (the slow test below compares the two directly)
+    # them and 0.31-0.40 with a freshly initialised generator (the slow test below compares the two directly)
     reconstruction = next(t for t in part.tables if t.caption.startswith("Same-image reconstruction"))
     assert all(float(row[2]) < 0.25 for row in reconstruction.rows), reconstruction.rows
 
