@@ -46,10 +46,11 @@ def test_zoo_demo_uses_the_recorded_weights_without_training(tmp_path, monkeypat
     for _, path in part.images:
         assert path.is_file() and path.stat().st_size > 1000
     frames = read_mp4(tmp_path / "vid2vid" / "revisit.mp4")
-    assert frames.shape[0] == 24 and frames.shape[-1] == (1 + len(trained)) * 64  # labels | wc-vid2vid [| vid2vid]
+    assert frames.shape[0] == vid2vid_demo.VIDEO_FRAMES and frames.shape[-1] == (1 + len(trained)) * 64  # labels | wc-vid2vid [| vid2vid]
 
 
 def test_synthesize_accepts_zoo_names(tmp_path, capsys):
+    torch.set_num_threads(1)  # small frames: a second thread only spins on a shared box
     out = tmp_path / "v.mp4"
     side = ["--side-by-side", "zoo:vid2vid_tiny"] if zoo.get_entry("vid2vid_tiny").trained else []
     assert main(["synthesize", "--checkpoint", "zoo:wc_vid2vid_tiny", *side, "--frames", "6", "--out", str(out),
