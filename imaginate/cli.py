@@ -83,7 +83,8 @@ def _cmd_zoo(args: argparse.Namespace) -> int:
     if args.zoo_command == "list":
         print(f"{'name':<28} {'system':<13} {'steps':>6} {'wall':>7} {'MB':>5}  summary")
         for e in zoo.list_entries():
-            wall = f"{e.wall_seconds / 60:.0f} min" if e.wall_seconds else "-"
+            wall = "-" if not e.wall_seconds else (f"{e.wall_seconds / 60:.0f} min" if e.wall_seconds >= 120
+                                                    else f"{e.wall_seconds:.0f} s")
             size = f"{e.bytes / 2**20:.1f}" if e.bytes else "-"
             state = "" if e.trained else "(not trained yet) "
             print(f"{'zoo:' + e.name:<28} {e.system:<13} {e.steps or '-':>6} {wall:>7} {size:>5}  {state}{e.summary}")
