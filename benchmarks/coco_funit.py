@@ -209,11 +209,10 @@ def comparison_grid(runs: dict[str, str], out: Path, captions: dict[str, str] | 
     """Content rows x unseen-style columns for each model (EMA generators, same pairs) and the ground
     truth (the style's species drawn in the content's pose), captioned panels side by side."""
     import torch
-    from PIL import Image, ImageDraw
 
     from imaginate.data import SPLIT, render_species_batch
     from imaginate.data.species import SpeciesDataset
-    from imaginate.engine.images import make_grid, to_uint8
+    from imaginate.engine.images import captioned_panel, make_grid, side_by_side
     from imaginate.engine.loop import load_run
     from imaginate.systems.coco_funit.evaluation import CONTENT_SEED
 
@@ -240,19 +239,8 @@ def comparison_grid(runs: dict[str, str], out: Path, captions: dict[str, str] | 
         tiles = [torch.ones_like(content[:1]), style]
         for i in range(r):
             tiles += [content[i:i + 1], images[i * c:(i + 1) * c]]
-        grid = make_grid(torch.cat(tiles), nrow=c + 1)
-        img = Image.fromarray(to_uint8(grid)).resize((grid.shape[2] * 3, grid.shape[1] * 3), Image.NEAREST)
-        canvas = Image.new("RGB", (img.width, img.height + 18), (255, 255, 255))
-        canvas.paste(img, (0, 18))
-        ImageDraw.Draw(canvas).text((4, 3), caption, fill=(0, 0, 0))
-        panels.append(canvas)
-    total = Image.new("RGB", (sum(p.width for p in panels) + 12 * (len(panels) - 1), max(p.height for p in panels)),
-                      (255, 255, 255))
-    left = 0
-    for p in panels:
-        total.paste(p, (left, 0))
-        left += p.width + 12
-    total.save(out)
+        panels.append(captioned_panel(make_grid(torch.cat(tiles), nrow=c + 1), caption))
+    side_by_side(panels, out)
 
 
 def reconstruction_grid(run_dir: str, out: Path) -> None:

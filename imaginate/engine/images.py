@@ -62,3 +62,28 @@ def captioned_grid(images: torch.Tensor, captions: list[str], colors: list[tuple
         canvas.paste(img, (left, top))
         draw.text((left + 1, top + tile + 1), captions[i][: max(1, tile // 6)], fill=colors[i])
     return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1).float() / 255.0
+
+
+def captioned_panel(grid: torch.Tensor, caption: str, scale: int = 3):
+    """An image [3, H, W] in [0, 1] enlarged ``scale`` times (nearest) under a one-line caption (a PIL image)."""
+    from PIL import ImageDraw
+
+    img = Image.fromarray(to_uint8(grid))
+    img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    canvas = Image.new("RGB", (img.width, img.height + 16), (255, 255, 255))
+    canvas.paste(img, (0, 16))
+    ImageDraw.Draw(canvas).text((3, 2), caption, fill=(0, 0, 0))
+    return canvas
+
+
+def side_by_side(panels: list, path: Path, gap: int = 12) -> Path:
+    """PIL images placed left to right on white, ``gap`` pixels apart, saved to ``path``."""
+    width = sum(p.width for p in panels) + gap * (len(panels) - 1)
+    total = Image.new("RGB", (width, max(p.height for p in panels)), (255, 255, 255))
+    left = 0
+    for p in panels:
+        total.paste(p, (left, 0))
+        left += p.width + gap
+    path.parent.mkdir(parents=True, exist_ok=True)
+    total.save(path)
+    return path

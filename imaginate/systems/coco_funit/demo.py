@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from imaginate.config import build_config
+from imaginate.engine.images import captioned_panel, side_by_side
 from imaginate.report import ReportPart, Table
 
 ZOO_NAME = "coco_funit_cpu"
@@ -109,33 +110,6 @@ def reconstruction_metrics(out: Tensor, images: Tensor, masks: Tensor) -> dict[s
             "psnr": float(psnr(out, images).mean())}
 
 
-def _panel(grid: Tensor, caption: str, scale: int = 3):
-    from PIL import Image, ImageDraw
-
-    from imaginate.engine.images import to_uint8
-
-    img = Image.fromarray(to_uint8(grid))
-    img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    canvas = Image.new("RGB", (img.width, img.height + 16), (255, 255, 255))
-    canvas.paste(img, (0, 16))
-    ImageDraw.Draw(canvas).text((3, 2), caption, fill=(0, 0, 0))
-    return canvas
-
-
-def _side_by_side(panels: list, path: Path) -> Path:
-    from PIL import Image
-
-    total = Image.new("RGB", (sum(p.width for p in panels) + 12 * (len(panels) - 1), max(p.height for p in panels)),
-                      (255, 255, 255))
-    left = 0
-    for p in panels:
-        total.paste(p, (left, 0))
-        left += p.width + 12
-    path.parent.mkdir(parents=True, exist_ok=True)
-    total.save(path)
-    return path
-
-
 def translation_grid(translate, contents, styles, targets: list[int], plain: bool, path: Path) -> Path:
     """Contents (first column, held-out images of seen species) x one example of each target species
     (first row): the model's translations beside the ground truth."""
@@ -156,8 +130,8 @@ def translation_grid(translate, contents, styles, targets: list[int], plain: boo
         tiles = [torch.ones_like(content[:1]), style]
         for i in range(r):
             tiles += [content[i:i + 1], images[i * s:(i + 1) * s]]
-        panels.append(_panel(make_grid(torch.cat(tiles), nrow=s + 1), caption))
-    return _side_by_side(panels, path)
+        panels.append(captioned_panel(make_grid(torch.cat(tiles), nrow=s + 1), caption))
+    return side_by_side(panels, path)
 
 
 def reconstruction_grid(inputs: Tensor, outputs: Tensor, seen: int, path: Path) -> Path:
@@ -166,8 +140,8 @@ def reconstruction_grid(inputs: Tensor, outputs: Tensor, seen: int, path: Path) 
     from imaginate.engine.images import make_grid
 
     grid = make_grid(torch.cat([inputs, outputs]), nrow=inputs.shape[0])
-    return _side_by_side([_panel(grid, f"held-out images (top; {seen} of seen, {inputs.shape[0] - seen} of unseen "
-                                       "species) over G(x, x)")], path)
+    caption = f"held-out images (top; {seen} of seen, {inputs.shape[0] - seen} of unseen species) over G(x, x)"
+    return side_by_side([captioned_panel(grid, caption)], path)
 
 
 def measure(system, pictures: Path | None = None) -> dict:
