@@ -47,13 +47,14 @@ def train_once(system: str, preset: str, overrides: list[str], metric: str, run_
 
 def finished_run(run_dir: Path, steps: int) -> tuple[dict, float] | None:
     """(final eval metrics, training seconds) of a run that finished ``steps`` steps, else None."""
-    from imaginate.engine.logging import read_metrics
+    from imaginate.engine.logging import read_metrics, wall_seconds
 
     rows = read_metrics(run_dir) if (run_dir / "final.safetensors").is_file() else []
     evals = [r for r in rows if r["split"] == "eval" and r["step"] == steps]
     if not evals:
         return None
-    return {k: v for k, v in evals[-1].items() if k not in ("step", "split", "time")}, evals[-1]["time"]
+    upto = rows[:rows.index(evals[-1]) + 1]  # every resumed segment's time up to that evaluation
+    return {k: v for k, v in evals[-1].items() if k not in ("step", "split", "time")}, wall_seconds(upto)
 
 
 def train_or_reuse(system: str, preset: str, overrides: list[str], run_dir: Path, steps: int,

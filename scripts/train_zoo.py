@@ -28,7 +28,7 @@ from imaginate import zoo
 from imaginate.config import ConfigError, build_config, load_saved_config
 from imaginate.data import DataError
 from imaginate.engine.checkpoint import CheckpointError, list_checkpoints
-from imaginate.engine.logging import read_metrics
+from imaginate.engine.logging import read_metrics, wall_seconds
 from imaginate.registry import get_system
 
 CURVE_POINTS = 300  # training rows kept per curve file (every eval row is kept)
@@ -66,17 +66,6 @@ def check_same_config(recipe_cfg, run_dir: Path) -> None:
     if diff:
         details = "; ".join(f"{k}: recipe {want.get(k)} vs run {got.get(k)}" for k in diff[:6])
         raise ConfigError(f"{run_dir}: was not trained with the recipe's config ({details})")
-
-
-def wall_seconds(rows: list[dict]) -> float:
-    """Training wall time from the logged ``time`` column (it restarts at 0 on every resume)."""
-    total, last = 0.0, 0.0
-    for row in rows:
-        t = float(row.get("time", 0.0))
-        if t < last:
-            total += last
-        last = t
-    return total + last
 
 
 def write_curves(entry: zoo.ZooEntry, rows: list[dict]) -> None:

@@ -95,6 +95,18 @@ def _step_of(line: str) -> float:
     return step if isinstance(step, (int, float)) else 0
 
 
+def wall_seconds(rows: list[dict]) -> float:
+    """A run's wall-clock training time from its records' ``time`` column, which restarts at 0 on every
+    resume: the segments are summed."""
+    total, last = 0.0, 0.0
+    for row in rows:
+        t = float(row.get("time", 0.0))
+        if t < last:
+            total += last
+        last = t
+    return total + last
+
+
 def read_metrics(run_dir: Path) -> list[dict]:
     """The records of ``metrics.jsonl``; damaged lines are left out."""
     path = run_dir / "metrics.jsonl"

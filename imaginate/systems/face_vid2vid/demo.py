@@ -77,14 +77,19 @@ def _zoo_demo(out_dir: Path) -> ReportPart:
     kbps = len(stream) * 8 / (len(clip) / 30) / 1000
     codec_row = [["keypoint codec, 24 frames at 30 fps (source JPEG included)", f"{len(stream)} B",
                   f"{kbps:.1f} kbps", f"{10 * math.log10(1 / max(mse, 1e-12)):.2f} dB"]]
+    to_driving, to_source = metrics["motion_region_l1"], metrics["motion_region_to_source_l1"]
+    motion = (f"where the head moved the output is nearer the driving frame ({to_driving:.3f}) than the source "
+              f"frame ({to_source:.3f}): it follows the motion, though blurred" if to_driving < to_source else
+              f"where the head moved it is still nearer the source frame ({to_source:.3f}) than the driving frame "
+              f"({to_driving:.3f}): motion is followed only partly at this size")
+    free = ("closer to the true render than the source is" if metrics["freeview_region_l1"]
+            < metrics["freeview_region_source_l1"] else "not closer to the true render than the source is")
     text = (f"face-vid2vid (appearance volume, canonical 3D keypoints, 66-bin head pose + expression, 3D motion "
             f"field, generator) from the zoo: zoo:{ZOO_NAME}, {entry.steps} steps at {cfg.data.image_size} px, "
             f"evaluated here on identities it never saw. The second column copies the source frame, a strong "
             f"baseline when the head moves a few pixels. The output follows the head's pose (pose error "
-            f"{metrics['pose_err_deg']:.1f}°) and can be re-posed (free view: closer to the true render than the "
-            f"source is), but it is blurred, and where the head moved it is still nearer the source frame "
-            f"({metrics['motion_region_to_source_l1']:.3f}) than the driving frame ({metrics['motion_region_l1']:.3f})"
-            f": motion is followed only partly at this size. `imaginate talk --checkpoint zoo:{ZOO_NAME} --yaw 20` "
+            f"{metrics['pose_err_deg']:.1f}°) and can be re-posed (free view: {free}); {motion}. "
+            f"`imaginate talk --checkpoint zoo:{ZOO_NAME} --yaw 20` "
             f"wrote {video}. Longer runs, the 2D-keypoint ablation and the codec against H.264 are in "
             f"docs/results/face_vid2vid.md and docs/results/face_vid2vid_codec.md.")
     tables = [Table(f"zoo:{ZOO_NAME} on held-out identities", ["metric", "face-vid2vid", "copy the source"],
