@@ -13,7 +13,6 @@ its recorded sha256 before anything is loaded; a missing or altered file is one 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shlex
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from imaginate.config import ConfigError
+from imaginate.metrics.feature_net import sha256_of_file as sha256_file  # one home for file digests
 
 ZOO_DIR = Path(__file__).resolve().parent
 ENTRIES_DIR = ZOO_DIR / "entries"
@@ -131,14 +131,6 @@ def get_entry(name: str) -> ZooEntry:
 
 def is_zoo_ref(value: object) -> bool:
     return isinstance(value, str | Path) and str(value).startswith(PREFIX)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify(entry: ZooEntry) -> Path:
