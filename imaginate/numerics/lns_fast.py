@@ -16,6 +16,10 @@ generator yields the same stream whether ``uniform_`` fills one tensor or consec
 check both). On CUDA the random stream of slabs differs from one ``torch.rand`` call (Philox
 offsets): the roundings are then equal in distribution, not in bits.
 
+Round-to-nearest on a CPU tensor goes to the fused C++ kernel of :mod:`imaginate.numerics.lns_kernels`
+when it is built (same bits); stochastic rounding here keeps torch's random stream (the training
+quantisers of :mod:`imaginate.numerics.quant` call the kernel's counter-based rounding directly).
+
 A counter-based generator compiled with ``torch.compile`` was considered: on this machine compiling
 one small function took 55 s and every new tensor shape recompiles, which costs more than the
 whole quantised run it would speed up; it is not used.
@@ -27,6 +31,7 @@ import torch
 from torch import Tensor
 
 from imaginate.numerics.lns import LNSFormat, _check_rounding, _compute_dtype, lns_quantize, lns_scale
+from imaginate.numerics.lns_kernels import lns_quantize_kernel
 
 SLAB = 1 << 16  # elements per slab (a multiple of every SIMD width)
 _SCRATCH: dict[tuple[torch.device, torch.dtype], tuple[Tensor, ...]] = {}
@@ -58,6 +63,10 @@ def lns_quantize_fast(
         generator: random source for stochastic rounding, on ``x``'s device; None: torch's default.
     """
     _check_rounding(rounding)
+    if rounding == "nearest":  # the fused C++ kernel where it applies: the same bits (imaginate.numerics.lns_kernels)
+        fused = lns_quantize_kernel(x, fmt, scale)
+        if fused is not None:
+            return fused
     if fmt.per_channel or (scale is not None and scale.dim() > 0) or x.numel() == 0:
         return lns_quantize(x, fmt, scale, rounding, generator)
     if generator is not None and generator.device.type != x.device.type:

@@ -23,7 +23,10 @@ Reproducibility: stochastic rounding draws from the ``generator`` given to :func
 (one generator shared by all layers, on the model's device), or from torch's default generator when
 None. Seed it with ``torch.Generator(device=device).manual_seed(seed)``; with the same seed, model,
 batches and deterministic kernels, a run draws the same roundings. A resumed run must restore
-``generator.get_state()`` from its checkpoint to continue the same stream.
+``generator.get_state()`` from its checkpoint to continue the same stream. On a CPU the LNS gradient
+quantisers run the fused C++ kernel (:mod:`imaginate.numerics.lns_kernels`), which takes one seed per
+call from the generator and hashes element indices: reproducible, but a different stream from
+``lns_impl("reference")`` or ``IMAGINATE_NO_KERNELS=1``.
 
 Default formats: 8-bit LNS forward and 5-bit LNS gradients (the seed's headline); the gammas come
 from a small sweep. Set-up: a SmallCNN (width 16: 3 conv + 1 linear) trained in fp32 on scikit-learn
@@ -63,8 +66,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from imaginate.numerics.formats import Identity, NumberFormat, parse_format
+from imaginate.numerics.formats import LNS, LNS_IMPL, Identity, NumberFormat, parse_format
 from imaginate.numerics.lns import ROUNDINGS
+from imaginate.numerics.lns_kernels import lns_quantize_kernel
 
 _enabled = True  # flipped by quantized(); read at forward time only
 
@@ -163,8 +167,19 @@ class QuantizeSTE(torch.autograd.Function):
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         if ctx.backward_format is not None:
-            grad = ctx.backward_format.quantize(grad, ctx.rounding, ctx.generator)
+            grad = _quantize_grad(ctx.backward_format, grad, ctx.rounding, ctx.generator)
         return grad, None, None, None, None
+
+
+def _quantize_grad(fmt: NumberFormat, grad: Tensor, rounding: str, generator: torch.Generator | None) -> Tensor:
+    """A gradient quantiser: per-tensor LNS on a CPU takes the fused C++ kernel (counter-based random
+    numbers seeded from ``generator``, see :mod:`imaginate.numerics.lns_kernels`), everything else
+    (and ``lns_impl("reference")`` or ``IMAGINATE_NO_KERNELS=1``) ``fmt.quantize``."""
+    if isinstance(fmt, LNS) and LNS_IMPL["impl"] == "fast":
+        fused = lns_quantize_kernel(grad, fmt.fmt, rounding=rounding, generator=generator)
+        if fused is not None:
+            return fused
+    return fmt.quantize(grad, rounding, generator)
 
 
 def _live(fmt: NumberFormat | None) -> NumberFormat | None:
@@ -213,7 +228,7 @@ def quantize_output_grad(
 
     def hook(grad_outputs: tuple[Tensor | None, ...]) -> tuple[Tensor | None, ...]:
         first = grad_outputs[0]
-        quantized_first = None if first is None else fmt.quantize(first, rounding, generator)
+        quantized_first = None if first is None else _quantize_grad(fmt, first, rounding, generator)
         return (quantized_first, *grad_outputs[1:])
 
     y.grad_fn.register_prehook(hook)

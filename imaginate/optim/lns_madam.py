@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from imaginate.numerics.lns import LNSFormat, lns_encode
+from imaginate.numerics.lns_kernels import lns_madam_native_step
 from imaginate.numerics.lns_pack import decode_table, pack_lns, unpack_lns
 from imaginate.optim.madam import (
     BETA,
@@ -265,6 +266,12 @@ class LNSMadam(torch.optim.Optimizer):
     def _native_foreach_step(self, params: list[torch.Tensor], group: dict[str, Any]) -> None:
         """The same update over slabs: integer ops on the packed bytes, table decode into ``p``."""
         fmt, moment, steps_per_unit = self._format(group), group["moment"], self._check_grid(group)
+        if moment == "fp32":  # the fused C++ step where it applies (imaginate.numerics.lns_kernels), same bits
+            params = [p for p in params if not lns_madam_native_step(
+                p, p.grad, self.state[p]["packed"], self.state[p]["exp_avg_sq"], self._table(p, self.state[p], fmt),
+                1 - BETA ** self.state[p]["step"], BETA, group["g_bound"], steps_per_unit, fmt, group["underflow"])]
+            if not params:
+                return
         states = [self.state[p] for p in params]
         grads = [p.grad for p in params]
         moment_tables: list[torch.Tensor | None] = [None] * len(params)

@@ -1,0 +1,398 @@
+"""Fused CPU kernels (C++) of the LNS quantiser and of LNS-Madam's native step, built on first use.
+
+Two kernels, compiled with ``torch.utils.cpp_extension.load_inline`` the first time one is needed
+and cached in torch's extension directory (``TORCH_EXTENSIONS_DIR``, by default
+``~/.cache/torch_extensions``):
+
+- :func:`lns_quantize_kernel`: :func:`~imaginate.numerics.lns.lns_quantize` with a per-tensor scale
+  in one pass over the tensor (plus one max-abs pass when the scale is not given), blocks of 1024
+  elements split over ``at::parallel_for``. Round-to-nearest performs the same float operations as
+  the PyTorch path with the same implementations: ``log2`` through MKL's ``vmsLog2`` / ``vmdLog2`` in
+  torch's mode (``VML_HA``) where torch uses MKL, else ATen's vectorised ``log2``; ``exp2`` through
+  ATen's ``Vectorized::exp2`` (SLEEF), compiled for the CPU capability torch dispatches to. So
+  nearest rounding gives the same bits as ``lns_quantize``; a self-check at load time compares them on
+  ~50k values of several formats and falls back to PyTorch if a single bit differs.
+  Stochastic rounding draws no random tensor: the uniform number of element ``i`` is the splitmix64
+  hash of ``seed + i * golden`` (24 bits for float32, 53 for float64), and ``seed`` is drawn once per
+  call from torch's generator (the one given, or the default), so a run is reproducible from
+  ``torch.manual_seed`` / the generator's state. It rounds up with probability ``frac`` (within
+  ``2 ** -24``), unbiased in the log domain like the PyTorch path, but it is a different random
+  stream: equal in distribution, not in bits.
+- :func:`lns_madam_native_step`: the native LNS-Madam update of one tensor with a float32/float64
+  second moment (moment, normalised gradient, rounding, the integer move of the packed sign+code
+  bytes, table decode into the parameter) in one loop; the same float operations in the same order
+  as the multi-tensor path (compiled with ``-ffp-contract=off``, with the one fused multiply-add torch's
+  own ``addcmul_`` kernel performs written out as ``fma``), so the same bits (tests compare codes,
+  moments and parameters).
+
+Fallback: with ``IMAGINATE_NO_KERNELS=1`` in the environment, for CUDA tensors, other dtypes,
+per-channel scales, or when the build fails (no compiler, no ninja: one warning line), the callers
+use their PyTorch paths. Nothing here hard-codes a device: these are CPU kernels only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from imaginate.numerics.lns import LNSFormat, _check_rounding, lns_quantize
+
+_CPP = r"""
+#include <ATen/Parallel.h>
+#include <ATen/TensorIterator.h>
+#include <ATen/cpu/vec/vec.h>
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#ifdef IMAGINATE_MKL_VML
+extern "C" {  // exported by libtorch_cpu (MKL), LP64 interface: the calls torch's log2 makes
+void vmsLog2(const int n, const float* a, float* r, long long mode);
+void vmdLog2(const int n, const double* a, double* r, long long mode);
+}
+static constexpr long long kVmlMode = 0x2 | 0x140000 | 0x100;  // VML_HA | VML_FTZDAZ_OFF | VML_ERRMODE_IGNORE
+static inline void log2_block(const float* in, float* out, int64_t n) { vmsLog2((int)n, in, out, kVmlMode); }
+static inline void log2_block(const double* in, double* out, int64_t n) { vmdLog2((int)n, in, out, kVmlMode); }
+#else
+template <typename T>
+static inline void log2_block(const T* in, T* out, int64_t n) {  // as ATen's vml::vlog2 without MKL
+  using Vec = at::vec::Vectorized<T>;
+  int64_t i = 0;
+  for (; i + Vec::size() <= n; i += Vec::size()) Vec::loadu(in + i).log2().store(out + i);
+  if (i < n) Vec::loadu(in + i, n - i).log2().store(out + i, n - i);
+}
+#endif
+
+static constexpr int64_t kBlock = 1024;
+
+static inline uint64_t splitmix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+static inline float uniform(uint64_t seed, int64_t i, float) {  // [0, 1), 24 bits
+  return (float)(splitmix64(seed + (uint64_t)i * 0x9E3779B97F4A7C15ULL) >> 40) * 0x1p-24f;
+}
+static inline double uniform(uint64_t seed, int64_t i, double) {  // [0, 1), 53 bits
+  return (double)(splitmix64(seed + (uint64_t)i * 0x9E3779B97F4A7C15ULL) >> 11) * 0x1p-53;
+}
+
+template <typename T>
+static T max_abs(const T* x, int64_t n) {
+  using Vec = at::vec::Vectorized<T>;
+  return at::parallel_reduce(0, n, 32768, T(0), [&](int64_t begin, int64_t end, T acc) {
+    Vec m(T(0));
+    int64_t i = begin;
+    for (; i + Vec::size() <= end; i += Vec::size()) m = at::vec::maximum(m, Vec::loadu(x + i).abs());
+    T buf[Vec::size()];
+    m.store(buf);
+    for (int64_t k = 0; k < Vec::size(); ++k) acc = std::max(acc, buf[k]);
+    for (; i < end; ++i) acc = std::max(acc, std::abs(x[i]));
+    return acc;
+  }, [](T a, T b) { return std::max(a, b); });
+}
+
+template <typename T>
+static void quantize_impl(const T* x, T* out, int64_t n, T scale, T gamma, T max_e, bool stochastic, uint64_t seed) {
+  using Vec = at::vec::Vectorized<T>;
+  at::parallel_for(0, n, 16384, [&](int64_t begin, int64_t end) {
+    alignas(64) T ratio[kBlock];
+    alignas(64) T lg[kBlock];
+    alignas(64) T uni[kBlock];
+    const Vec vgamma(gamma), vneg(T(-1) / gamma), vscale(scale), vmax(max_e), vzero(T(0)), vone(T(1));
+    const Vec vsign(T(-0.0));
+    for (int64_t b = begin; b < end; b += kBlock) {
+      const int64_t m = std::min(kBlock, end - b);
+      for (int64_t i = 0; i < m; ++i) ratio[i] = scale / std::abs(x[b + i]);  // +inf for 0
+      log2_block(ratio, lg, m);
+      if (stochastic) for (int64_t i = 0; i < m; ++i) uni[i] = uniform(seed, b + i, T(0));
+      for (int64_t i = 0; i < m; i += Vec::size()) {
+        const int64_t k = std::min<int64_t>(Vec::size(), m - i);
+        Vec t = Vec::loadu(lg + i, k) * vgamma;  // the real-valued exponent
+        Vec e;
+        if (stochastic) {  // floor + (frac - u > 0): up with probability frac
+          Vec fl = t.floor();
+          e = fl + (((t - fl) - Vec::loadu(uni + i, k)) > vzero & vone);
+        } else {
+          e = t.round();  // half to even
+        }
+        Vec zero = e > vmax;  // below the smallest magnitude (and 0): flush
+        Vec mag = vscale * (at::vec::clamp_min(e, vzero) * vneg).exp2();
+        Vec value = mag | (Vec::loadu(x + b + i, k) & vsign);  // copysign (mag >= 0)
+        Vec::blendv(value, vzero, zero).store(out + b + i, k);
+      }
+    }
+  });
+}
+
+// torch's exp2 (cpu_kernel_vec) takes SLEEF's vectorised exp2 on pairs of vectors and glibc's scalar exp2 on
+// the last (length % (2 * Vec::size())) elements of each chunk that at::parallel_for hands a thread; nearest
+// rounding redoes those elements the scalar way, so that it equals lns_quantize at any thread count
+template <typename T>
+static void scalar_tails(const T* x, T* out, int64_t n, T scale, T gamma, T max_e) {
+  using Vec = at::vec::Vectorized<T>;
+  const int64_t pair = 2 * Vec::size(), grain = at::internal::GRAIN_SIZE;
+  int64_t chunk = n;
+  if (n >= grain && at::get_num_threads() > 1) {
+    const int64_t threads = std::min<int64_t>(at::get_num_threads(), (n + grain - 1) / grain);
+    chunk = (n + threads - 1) / threads;
+  }
+  T ratio[2 * Vec::size()], lg[2 * Vec::size()];
+  for (int64_t begin = 0; begin < n; begin += chunk) {
+    const int64_t end = std::min(n, begin + chunk), start = end - (end - begin) % pair;
+    for (int64_t i = start; i < end; ++i) ratio[i - start] = scale / std::abs(x[i]);
+    if (end > start) log2_block(ratio, lg, end - start);
+    for (int64_t i = start; i < end; ++i) {
+      const T e = std::nearbyint(lg[i - start] * gamma);
+      const T mag = scale * std::exp2(std::max(e, T(0)) * (T(-1) / gamma));
+      out[i] = e > max_e ? T(0) : std::copysign(mag, x[i]);
+    }
+  }
+}
+
+at::Tensor lns_quantize(at::Tensor x, double scale, int64_t gamma, int64_t max_code, bool stochastic, int64_t seed) {
+  TORCH_CHECK(x.device().is_cpu() && x.is_contiguous(), "lns_quantize: a contiguous CPU tensor");
+  at::Tensor out = at::empty_like(x);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lns_quantize", [&] {
+    const scalar_t* src = x.data_ptr<scalar_t>();
+    scalar_t s = (scalar_t)scale;
+    if (scale < 0) {  // the max-abs scale; 1 for an all-zero tensor
+      s = max_abs(src, x.numel());
+      if (!(s > 0)) s = 1;
+    }
+    quantize_impl<scalar_t>(src, out.data_ptr<scalar_t>(), x.numel(), s, (scalar_t)gamma,
+                            (scalar_t)(max_code - 1), stochastic, (uint64_t)seed);
+    if (!stochastic) scalar_tails<scalar_t>(src, out.data_ptr<scalar_t>(), x.numel(), s, (scalar_t)gamma,
+                                            (scalar_t)(max_code - 1));
+  });
+  return out;
+}
+
+template <typename T, typename P>
+static void madam_impl(T* p, const T* g, P* packed, T* v, const T* table, int64_t n, T beta, T one_minus_beta,
+                       T bias_correction, bool bounded, T g_bound, T steps, bool scale_move, bool round_move,
+                       int max_code, int code_mask, bool wide, bool underflow_zero) {
+  const int sign_shift = wide ? 15 : 7;
+  at::parallel_for(0, n, 16384, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const T gi = g[i];
+      T vi = v[i] * beta;
+      vi = std::fma(one_minus_beta * gi, gi, vi);  // addcmul as torch's build computes it (one FMA)
+      v[i] = vi;
+      T gh = gi / std::sqrt(vi / bias_correction);
+      if (std::isnan(gh)) gh = T(0);  // 0/0 -> 0
+      if (bounded) gh = std::min(std::max(gh, -g_bound), g_bound);
+      gh = std::nearbyint(gh);  // half to even
+      if (scale_move) {
+        gh = gh * steps;
+        if (round_move) gh = std::nearbyint(gh);
+      }
+      const int move = (int)std::min(std::max(gh, (T)-max_code), (T)max_code);
+      const int bits = wide ? ((int)packed[i] & 0xFFFF) : (int)packed[i];
+      const int negative = bits >> sign_shift;
+      const int codes = bits & code_mask;
+      const int moved = codes + (negative ? -move : move);  // larger e: smaller |p|
+      bool alive = codes < max_code;
+      if (underflow_zero) alive = alive && moved <= max_code - 1;
+      const int next = alive ? (std::min(std::max(moved, 0), max_code - 1) | (negative << sign_shift)) : max_code;
+      packed[i] = (P)next;  // int16: bit 15 wraps to the sign
+      p[i] = table[next];
+    }
+  });
+}
+
+void lns_madam_step(at::Tensor p, at::Tensor g, at::Tensor packed, at::Tensor v, at::Tensor table, double beta,
+                    double one_minus_beta, double bias_correction, double g_bound, double steps, bool scale_move,
+                    bool round_move, int64_t max_code, int64_t bits, bool underflow_zero) {
+  const bool wide = bits > 8;
+  const int code_mask = (1 << (bits - 1)) - 1;
+  TORCH_CHECK(p.is_contiguous() && g.is_contiguous() && packed.is_contiguous() && v.is_contiguous(), "contiguous");
+  TORCH_CHECK(packed.scalar_type() == (wide ? at::kShort : at::kByte), "packed dtype");
+  TORCH_CHECK(table.numel() == (wide ? 65536 : 256), "table size");
+  AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "lns_madam_step", [&] {
+    const bool bounded = !std::isinf(g_bound);
+    if (wide) {
+      madam_impl<scalar_t, int16_t>(p.data_ptr<scalar_t>(), g.data_ptr<scalar_t>(), packed.data_ptr<int16_t>(),
+          v.data_ptr<scalar_t>(), table.data_ptr<scalar_t>(), p.numel(), (scalar_t)beta, (scalar_t)one_minus_beta,
+          (scalar_t)bias_correction, bounded, (scalar_t)g_bound, (scalar_t)steps, scale_move, round_move,
+          (int)max_code, code_mask, true, underflow_zero);
+    } else {
+      madam_impl<scalar_t, uint8_t>(p.data_ptr<scalar_t>(), g.data_ptr<scalar_t>(), packed.data_ptr<uint8_t>(),
+          v.data_ptr<scalar_t>(), table.data_ptr<scalar_t>(), p.numel(), (scalar_t)beta, (scalar_t)one_minus_beta,
+          (scalar_t)bias_correction, bounded, (scalar_t)g_bound, (scalar_t)steps, scale_move, round_move,
+          (int)max_code, code_mask, false, underflow_zero);
+    }
+  });
+}
+"""
+
+_STATE: dict[str, Any] = {"module": None, "tried": False, "enabled": True}
+ENV_OFF = "IMAGINATE_NO_KERNELS"
+
+
+def kernels_enabled() -> bool:
+    """False when ``IMAGINATE_NO_KERNELS`` is set (to anything but "" or "0") or inside ``use_kernels(False)``."""
+    return _STATE["enabled"] and os.environ.get(ENV_OFF, "") in ("", "0")
+
+
+@contextmanager
+def use_kernels(enabled: bool) -> Iterator[None]:
+    """Inside the block the kernels are used (True, where they apply) or not (False): for A/B timings."""
+    before = _STATE["enabled"]
+    _STATE["enabled"] = bool(enabled)
+    try:
+        yield
+    finally:
+        _STATE["enabled"] = before
+
+
+def _build_flags() -> tuple[list[str], str]:
+    capability = torch.backends.cpu.get_cpu_capability()
+    flags = ["-O3", "-ffp-contract=off", "-fno-math-errno"]
+    if capability == "AVX512":
+        flags += ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-DCPU_CAPABILITY_AVX512"]
+    elif capability == "AVX2":
+        flags += ["-mavx2", "-mfma", "-DCPU_CAPABILITY_AVX2"]
+    if torch.backends.mkl.is_available():
+        flags.append("-DIMAGINATE_MKL_VML")
+    return flags, capability
+
+
+def _load() -> Any:
+    """Compiles (or loads the cached build of) the extension and self-checks it; None on failure."""
+    flags, capability = _build_flags()
+    digest = hashlib.sha256((_CPP + " ".join(flags) + torch.__version__).encode()).hexdigest()[:12]
+    if shutil.which("ninja") is None and os.path.exists(os.path.join(os.path.dirname(sys.executable), "ninja")):
+        os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # "No CUDA runtime is found" on CPU-only machines: not our concern
+    try:
+        from torch.utils.cpp_extension import load_inline
+
+        module = load_inline(f"imaginate_lns_kernels_{digest}", cpp_sources=_CPP,
+                             functions=["lns_quantize", "lns_madam_step"], extra_cflags=flags, verbose=False)
+    finally:
+        logger.setLevel(level)
+    problem = _self_check(module)
+    if problem:
+        raise RuntimeError(f"self-check failed ({problem}; CPU capability {capability})")
+    return module
+
+
+def _self_check(module: Any) -> str:
+    """'' when nearest rounding equals ``lns_quantize`` bit for bit on test values, else what differs."""
+    gen = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.float64):
+        x = torch.randn(50_003, generator=gen, dtype=dtype) * torch.rand(50_003, generator=gen, dtype=dtype) ** 6
+        x[::11] = 0.0
+        for bits, gamma in ((5, 1), (8, 8), (12, 128), (16, 1024)):
+            fmt = LNSFormat(bits, gamma)
+            got = module.lns_quantize(x, -1.0, gamma, fmt.max_code, False, 0)
+            if not torch.equal(got, lns_quantize(x, fmt)):
+                return f"lns{bits}g{gamma} {dtype}"
+    return ""
+
+
+def _module() -> Any:
+    if not _STATE["tried"]:
+        _STATE["tried"] = True
+        try:
+            _STATE["module"] = _load()
+        except Exception as error:  # no compiler, no ninja, a failed self-check: the PyTorch path
+            line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            warnings.warn(f"imaginate: LNS C++ kernels unavailable ({type(error).__name__}: {line[:200]}); "
+                          f"using the PyTorch path (set {ENV_OFF}=1 to skip the build)", RuntimeWarning, stacklevel=3)
+    return _STATE["module"]
+
+
+def available() -> bool:
+    """Whether the kernels are enabled and built (builds them on the first call)."""
+    return kernels_enabled() and _module() is not None
+
+
+def lns_quantize_kernel(
+    x: Tensor,
+    fmt: LNSFormat,
+    scale: Tensor | None = None,
+    rounding: str = "nearest",
+    generator: torch.Generator | None = None,
+) -> Tensor | None:
+    """:func:`~imaginate.numerics.lns.lns_quantize` in one fused pass, or None where the kernel does not apply.
+
+    Args:
+        x: floating tensor, any shape (the kernel takes float32/float64 CPU tensors).
+        fmt: the LNS format (per-channel formats: None).
+        scale: a 0-dim scale; None: the max-abs of ``x`` (computed inside the kernel).
+        rounding: "nearest" (bit-identical to ``lns_quantize``) or "stochastic" (counter-based random numbers
+            seeded by one draw from ``generator``).
+        generator: CPU generator for stochastic rounding; None: torch's default generator.
+
+    Returns:
+        The quantised tensor (``x``'s shape and dtype, no gradient), or None: use the PyTorch path.
+    """
+    _check_rounding(rounding)
+    if (x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or fmt.per_channel
+            or x.numel() == 0 or (scale is not None and (scale.dim() > 0 or scale.device.type != "cpu"))
+            or not kernels_enabled()):
+        return None
+    module = _module()
+    if module is None:
+        return None
+    seed = 0
+    if rounding == "stochastic":
+        if generator is not None and generator.device.type != x.device.type:
+            raise ValueError(f"generator: on {generator.device} but the tensor is on {x.device}")
+        seed = int(torch.empty((), dtype=torch.int64).random_(generator=generator))  # one draw per call
+    value = -1.0 if scale is None else float(scale.to(x.dtype))
+    out = module.lns_quantize(x.detach().contiguous(), value, fmt.gamma, fmt.max_code, rounding == "stochastic", seed)
+    return out.view(x.shape)
+
+
+def lns_madam_native_step(
+    p: Tensor, grad: Tensor, packed: Tensor, exp_avg_sq: Tensor, table: Tensor, bias_correction: float,
+    beta: float, g_bound: float | None, steps_per_unit: float, fmt: LNSFormat, underflow: str,
+) -> bool:
+    """One native LNS-Madam step of one tensor with a float second moment, fused; False where it does not apply.
+
+    Updates ``exp_avg_sq``, ``packed`` and ``p`` in place exactly as
+    :meth:`~imaginate.optim.lns_madam.LNSMadam._native_foreach_step` does with ``moment="fp32"``.
+
+    Args:
+        p: the parameter (float32/float64, contiguous, CPU): receives ``table[new pattern]``.
+        grad: its gradient (same shape).
+        packed: the packed store (uint8 for B <= 8, int16 for B > 8).
+        exp_avg_sq: the second moment in ``p``'s dtype.
+        table: decode table of every bit pattern (256 or 65536 entries, ``p``'s dtype).
+        bias_correction: ``1 - beta ** step``.
+        beta: second-moment decay.
+        g_bound: clamp of ``|g_hat|``; None: none.
+        steps_per_unit: ``lr * gamma``, grid steps per unit of ``g_hat``.
+        fmt: the store's format.
+        underflow: "zero" or "saturate".
+    """
+    tensors = (p, grad, packed, exp_avg_sq, table)
+    if (not kernels_enabled() or any(t.device.type != "cpu" or not t.is_contiguous() for t in tensors)
+            or p.dtype not in (torch.float32, torch.float64) or grad.dtype != p.dtype
+            or exp_avg_sq.dtype != p.dtype or table.dtype != p.dtype
+            or packed.dtype != (torch.int16 if fmt.bits > 8 else torch.uint8)):
+        return False
+    module = _module()
+    if module is None:
+        return False
+    scale_move = steps_per_unit != 1
+    round_move = abs(steps_per_unit - round(steps_per_unit)) != 0
+    module.lns_madam_step(p.detach(), grad, packed, exp_avg_sq, table, beta, 1 - beta, bias_correction,
+                          float("inf") if g_bound is None else float(g_bound), float(steps_per_unit), scale_move,
+                          round_move, fmt.max_code, fmt.bits, underflow == "zero")
+    return True
