@@ -119,7 +119,7 @@ def baselines(work: str) -> list[dict]:
                        overrides=[f"eval.cache_dir={Path(work) / 'eval_helpers'}"])
     e, m = cfg.eval, cfg.model
     data = species_eval_data(m.image_size, cfg.data.seed, e.translations_per_class, e.real_per_class,
-                             e.helper_images_per_class, cfg.data.plain_background)
+                             e.helper_images_per_class, cfg.data.plain_background, cfg.data.variant)
     classifier, mask_net = helper_networks(data, e.classifier_steps, e.mask_net_steps, cfg.data.seed,
                                            torch.device("cpu"), e.cache_dir)
     translators = {"copy_content": lambda c, s: c, "copy_style": lambda c, s: s[:, 0]}
@@ -218,19 +218,19 @@ def comparison_grid(runs: dict[str, str], out: Path, captions: dict[str, str] | 
 
     systems = {name: load_run(Path(run_dir), device="cpu")[2] for name, run_dir in runs.items()}
     cfg = next(iter(systems.values())).cfg
-    size, plain = cfg.model.image_size, cfg.data.plain_background
+    size, look = cfg.model.image_size, (cfg.data.plain_background, cfg.data.variant)
     # contents facing one way, style examples the other: large pose differences by construction
-    pool = SpeciesDataset(SPLIT.seen, 2, size, cfg.data.seed + CONTENT_SEED, plain)
+    pool = SpeciesDataset(SPLIT.seen, 2, size, cfg.data.seed + CONTENT_SEED, *look)
     rows = [i for i in range(len(pool)) if pool.poses[i, 1] < 0.5][:5]
     content_poses, content_bg = pool.poses[rows], pool.background_seeds[rows]
-    content, _ = render_species_batch(pool.species[rows], content_poses, content_bg, size, plain)
+    content, _ = render_species_batch(pool.species[rows], content_poses, content_bg, size, *look)
     style_poses = torch.tensor([[-25.0, 1.0, 0.0, 0.0, 0.6], [20.0, 1.0, 0.05, 0.0, 0.55]]).repeat(3, 1)[:5]
     style, _ = render_species_batch(list(SPLIT.unseen), style_poses[: len(SPLIT.unseen)],
-                                    torch.arange(len(SPLIT.unseen)), size, plain)
+                                    torch.arange(len(SPLIT.unseen)), size, *look)
     r, c = content.shape[0], style.shape[0]
     pairs_content, pairs_style = content.repeat_interleave(c, 0), style.repeat(r, 1, 1, 1)
     truth, _ = render_species_batch(torch.tensor(SPLIT.unseen).repeat(r), content_poses.repeat_interleave(c, 0),
-                                    content_bg.repeat_interleave(c, 0), size, plain)
+                                    content_bg.repeat_interleave(c, 0), size, *look)
     outputs = {(captions or {}).get(name, MODELS[name][0].split(" (")[0]): system.translate(pairs_content, pairs_style)
                for name, system in systems.items()}
     outputs["ground truth (style species in the content's pose)"] = truth

@@ -147,6 +147,7 @@ class SpeciesAppearance:
     texture_threshold: float  # stripe duty / spot radius / belly line, by texture
     body: tuple[float, float]  # body ellipse radii (rx, ry)
     parts: tuple[_Part, ...]
+    outline: bool = True  # darken the mask's border pixels
 
     def describe(self) -> str:
         return f"{self.ears} ears, {self.tail} tail, {self.limbs}, {self.texture}"
@@ -238,6 +239,20 @@ def species_appearance(species: int) -> SpeciesAppearance:
         texture_angle=u(0.0, math.pi), texture_threshold=thresholds.get(texture, 0.0), body=(rx, ry),
         parts=tuple(back + body + front + [eye]),
     )  # fmt: skip
+
+
+VARIANTS = ("full", "simple")  # the appearance sets: this file's, and species_simple.py's few-part one
+
+
+def appearance(species: int, variant: str = "full") -> SpeciesAppearance:
+    """The appearance of ``species`` in the given variant (``VARIANTS``)."""
+    if variant == "full":
+        return species_appearance(species)
+    if variant == "simple":
+        from imaginate.data.species_simple import simple_species_appearance
+
+        return simple_species_appearance(species)
+    raise ValueError(f"species variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
 
 
 def species_name(species: int) -> str:
@@ -371,9 +386,9 @@ def _render_one_species(app: SpeciesAppearance, poses: Tensor, size: int) -> tup
     colour = base + (pattern - base) * t
     colour = torch.where((role == _ACCENT)[:, None], accent, colour)
     colour = torch.where((role == _EYE)[:, None], torch.tensor(_EYE_COLOUR)[None, :, None, None], colour)
-    # a darker outline: mask pixels with a 4-neighbour outside the mask
-    eroded = -F.max_pool2d(-mask[:, None].float(), 3, stride=1, padding=1)  # [B, 1, H, W]
-    colour = torch.where((eroded < 0.5) & mask[:, None], colour * 0.55, colour)
+    if app.outline:  # a darker outline: mask pixels with a 4-neighbour outside the mask
+        eroded = -F.max_pool2d(-mask[:, None].float(), 3, stride=1, padding=1)  # [B, 1, H, W]
+        colour = torch.where((eroded < 0.5) & mask[:, None], colour * 0.55, colour)
     return colour, mask
 
 
@@ -382,7 +397,7 @@ PLAIN_BACKGROUND = (0.5, 0.5, 0.5)  # the grey of ``plain_background=True``
 
 def render_species_batch(
     species: Tensor | Sequence[int], poses: Tensor, background_seeds: Tensor, size: int = 64,
-    plain_background: bool = False,
+    plain_background: bool = False, variant: str = "full",
 ) -> tuple[Tensor, Tensor]:
     """Render a batch: image b shows species ``species[b]`` with pose ``poses[b]`` on its background.
 
@@ -392,6 +407,7 @@ def render_species_batch(
         background_seeds: [B] int64 background seeds.
         size: image height and width in pixels (e.g. 32, 64, 128).
         plain_background: a uniform grey (``PLAIN_BACKGROUND``) instead of the seeds' backgrounds.
+        variant: the appearance set (``VARIANTS``): "full" or the few-part "simple" one.
 
     Returns:
         images [B, 3, size, size] float32 in [0, 1] and masks [B, size, size] bool.
@@ -409,7 +425,7 @@ def render_species_batch(
     masks = torch.zeros(species_t.shape[0], size, size, dtype=torch.bool)
     for s in torch.unique(species_t).tolist():
         rows = torch.nonzero(species_t == s).flatten()  # [b_s]
-        colour, mask = _render_one_species(species_appearance(s), poses[rows], size)
+        colour, mask = _render_one_species(appearance(s, variant), poses[rows], size)
         images[rows] = torch.where(mask[:, None], colour, images[rows])
         masks[rows] = mask
     return images, masks
@@ -483,11 +499,12 @@ class SpeciesDataset(Dataset):
         size: image height and width in pixels (e.g. 32, 64, 128).
         seed: the seed of the contents.
         plain_background: draw every image on a uniform grey (``PLAIN_BACKGROUND``).
+        variant: the appearance set (``VARIANTS``).
     """
 
     def __init__(
         self, species_ids: Sequence[int], images_per_species: int, size: int = 64, seed: int = 0,
-        plain_background: bool = False,
+        plain_background: bool = False, variant: str = "full",
     ) -> None:
         ids = [int(s) for s in species_ids]
         if not ids or len(set(ids)) != len(ids) or not all(0 <= s < NUM_SPECIES for s in ids):
@@ -497,7 +514,9 @@ class SpeciesDataset(Dataset):
         if size < 8:
             raise ValueError(f"size must be at least 8, got {size}")
         self.species_ids, self.size, self.seed = ids, size, seed
-        self.plain_background = plain_background
+        if variant not in VARIANTS:
+            raise ValueError(f"species variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+        self.plain_background, self.variant = plain_background, variant
         self.class_names = [species_name(s) for s in ids]
         poses, seeds = [], []
         for s in ids:
@@ -540,10 +559,9 @@ class SpeciesDataset(Dataset):
 
     def render(self, species: int, content: SpeciesContent) -> tuple[Tensor, Tensor]:
         """Any species with any content at this set's size: (image [3, H, W], mask [H, W] bool)."""
-        if not self.plain_background:
-            return render_species(species, content, self.size)
         seeds = torch.tensor([content.background_seed], dtype=torch.int64)
-        images, masks = render_species_batch([species], content.to_tensor()[None], seeds, self.size, True)
+        images, masks = render_species_batch([species], content.to_tensor()[None], seeds, self.size,
+                                             self.plain_background, self.variant)
         return images[0], masks[0]
 
     def prerender(self, batch_size: int = 512) -> SpeciesArrays:
@@ -553,7 +571,8 @@ class SpeciesDataset(Dataset):
         for start in range(0, len(self), batch_size):
             rows = slice(start, start + batch_size)
             image, mask = render_species_batch(
-                self.species[rows], self.poses[rows], self.background_seeds[rows], self.size, self.plain_background
+                self.species[rows], self.poses[rows], self.background_seeds[rows], self.size, self.plain_background,
+                self.variant,
             )
             images.append(image)
             masks.append(mask)
@@ -566,7 +585,7 @@ class SpeciesDataset(Dataset):
 
 def load_species(
     split: str = "seen", images_per_species: int = 100, size: int = 64, seed: int = 0,
-    plain_background: bool = False,
+    plain_background: bool = False, variant: str = "full",
 ) -> SpeciesDataset:
     """The species data set of one part of the default split ``SPLIT``.
 
@@ -576,6 +595,7 @@ def load_species(
         size: image height and width in pixels (e.g. 32, 64, 128).
         seed: the seed of the contents; the same seed gives the same images.
         plain_background: a uniform grey background instead of the seeded ones.
+        variant: the appearance set (``VARIANTS``): "full" or the few-part "simple" one.
 
     Returns:
         a SpeciesDataset (call ``prerender()`` for in-memory tensors).
@@ -583,4 +603,4 @@ def load_species(
     parts = {"seen": SPLIT.seen, "unseen": SPLIT.unseen, "all": tuple(range(NUM_SPECIES))}
     if split not in parts:
         raise ValueError(f"split must be one of seen, unseen, all, got {split!r}")
-    return SpeciesDataset(parts[split], images_per_species, size, seed, plain_background)
+    return SpeciesDataset(parts[split], images_per_species, size, seed, plain_background, variant)

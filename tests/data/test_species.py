@@ -229,3 +229,35 @@ def test_bad_arguments() -> None:
         render_species(NUM_SPECIES, SpeciesContent())
     with pytest.raises(ValueError, match="poses"):
         render_species_batch([0, 1], torch.zeros(3, 5), torch.zeros(2, dtype=torch.int64))
+
+
+# ---------------------------------------------------------------- the simple variant
+
+
+def test_simple_variant_species_differ_in_shape_and_colour_and_keep_the_geometry() -> None:
+    from imaginate.data.species import appearance
+
+    masks = torch.stack([render_species_batch([s], SpeciesContent().to_tensor()[None], torch.zeros(1, dtype=torch.int64),
+                                              64, True, "simple")[1][0] for s in range(NUM_SPECIES)])
+    # species with the same shape types differ in size: no two masks are the same
+    for a, b in itertools.combinations(range(NUM_SPECIES), 2):
+        assert _iou(masks[a], masks[b]) < 0.95, (a, b)
+    # not the full variant's appearances, and no outline
+    assert all(not appearance(s, "simple").outline and appearance(s, "simple") != appearance(s) for s in range(4))
+    # the renderer's geometry is shared: a flip mirrors the simple creature's mask too
+    flipped = render_species_batch([5], SpeciesContent(flip=True).to_tensor()[None], torch.zeros(1, dtype=torch.int64),
+                                   64, True, "simple")[1][0]
+    assert torch.equal(flipped, masks[5].flip(-1))
+    # colour statistics name the species (as for the full variant)
+    data = load_species("all", 6, size=32, seed=3, plain_background=True, variant="simple").prerender()
+    m = data.masks[:, None].float()
+    n = m.sum((2, 3))
+    mean = (data.images * m).sum((2, 3)) / n
+    train = torch.arange(len(data.labels)) % 6 < 3
+    centroids = torch.stack([mean[train & (data.labels == k)].mean(0) for k in range(NUM_SPECIES)])
+    assert (torch.cdist(mean[~train], centroids).argmin(1) == data.labels[~train]).float().mean() >= 0.9
+
+
+def test_unknown_variant_is_refused() -> None:
+    with pytest.raises(ValueError, match="variant"):
+        load_species("seen", 2, 32, variant="cartoon")

@@ -45,19 +45,20 @@ def demo(out_dir: Path, train: bool = False) -> ReportPart:
 # ------------------------------------------------------------------ zoo weights
 
 
-def held_out(size: int, seed: int, plain: bool):
+def held_out(size: int, seed: int, look: tuple[bool, str]):
     """The demo's fixed images, drawn with seeds training and evaluation did not use: contents of every
-    seen species (``CONTENTS_PER_SPECIES`` each) and one style example of every species (seen and unseen)."""
+    seen species (``CONTENTS_PER_SPECIES`` each) and one style example of every species (seen and unseen).
+    ``look`` is the data's (plain_background, variant)."""
     from imaginate.data import SPLIT
     from imaginate.data.species import NUM_SPECIES, SpeciesDataset
 
-    contents = SpeciesDataset(SPLIT.seen, CONTENTS_PER_SPECIES, size, seed + DEMO_SEED, plain).prerender()
-    styles = SpeciesDataset(range(NUM_SPECIES), 1, size, seed + DEMO_SEED + 1, plain).prerender()
+    contents = SpeciesDataset(SPLIT.seen, CONTENTS_PER_SPECIES, size, seed + DEMO_SEED, *look).prerender()
+    styles = SpeciesDataset(range(NUM_SPECIES), 1, size, seed + DEMO_SEED + 1, *look).prerender()
     return contents, styles
 
 
 @torch.no_grad()
-def ground_truth_metrics(translate, contents, styles, targets: list[int], plain: bool) -> dict[str, dict[str, float]]:
+def ground_truth_metrics(translate, contents, styles, targets: list[int], look: tuple[bool, str]) -> dict[str, dict[str, float]]:
     """Each content translated with one example of each target species, against the ground truth (the
     target drawn in the content's pose on the content's background), and the same for two copying
     baselines. Returns ``{"model" | "copy content" | "copy style": {metric: value}}`` with ``l1`` (whole
@@ -73,7 +74,7 @@ def ground_truth_metrics(translate, contents, styles, targets: list[int], plain:
     far = []
     for u in targets:
         example = styles.images[styles.species == u][:1].expand(n, -1, -1, -1)  # [n, 3, H, W]
-        truth, truth_mask = render_species_batch([u] * n, contents.poses, contents.background_seeds, size, plain)
+        truth, truth_mask = render_species_batch([u] * n, contents.poses, contents.background_seeds, size, *look)
         region = (truth_mask | contents.masks)[:, None].float()  # [n, 1, H, W]
         fake = translate(contents.images, example)
         fakes.append(fake)
@@ -110,7 +111,7 @@ def reconstruction_metrics(out: Tensor, images: Tensor, masks: Tensor) -> dict[s
             "psnr": float(psnr(out, images).mean())}
 
 
-def translation_grid(translate, contents, styles, targets: list[int], plain: bool, path: Path) -> Path:
+def translation_grid(translate, contents, styles, targets: list[int], look: tuple[bool, str], path: Path) -> Path:
     """Contents (first column, held-out images of seen species) x one example of each target species
     (first row): the model's translations beside the ground truth."""
     from imaginate.data import render_species_batch
@@ -123,7 +124,7 @@ def translation_grid(translate, contents, styles, targets: list[int], plain: boo
     r, s = content.shape[0], style.shape[0]
     fake = translate(content.repeat_interleave(s, 0), style.repeat(r, 1, 1, 1))
     truth, _ = render_species_batch(torch.tensor(targets).repeat(r), contents.poses[picks].repeat_interleave(s, 0),
-                                    contents.background_seeds[picks].repeat_interleave(s, 0), size, plain)
+                                    contents.background_seeds[picks].repeat_interleave(s, 0), size, *look)
     panels = []
     for caption, images in (("COCO-FUNIT (zoo weights, EMA generator)", fake),
                             ("ground truth: the example's species in the content's pose", truth)):
@@ -151,8 +152,8 @@ def measure(system, pictures: Path | None = None) -> dict:
     from imaginate.data import SPLIT
 
     cfg = system.cfg
-    size, plain, seed = cfg.model.image_size, cfg.data.plain_background, cfg.data.seed
-    contents, styles = held_out(size, seed, plain)
+    size, look, seed = cfg.model.image_size, (cfg.data.plain_background, cfg.data.variant), cfg.data.seed
+    contents, styles = held_out(size, seed, look)
     translate = system.translate
 
     def reconstruct(images: Tensor) -> Tensor:
@@ -167,15 +168,15 @@ def measure(system, pictures: Path | None = None) -> dict:
            "reconstruction": {
                "held-out images of seen species": reconstruction_metrics(seen_rec, contents.images, contents.masks),
                "images of unseen species": reconstruction_metrics(unseen_rec, unseen_images, unseen_masks)},
-           "translation": {"seen": ground_truth_metrics(translate, contents, styles, seen_targets, plain),
-                           "unseen": ground_truth_metrics(translate, contents, styles, unseen_targets, plain)}}
+           "translation": {"seen": ground_truth_metrics(translate, contents, styles, seen_targets, look),
+                           "unseen": ground_truth_metrics(translate, contents, styles, unseen_targets, look)}}
     if pictures is not None:
         every = max(1, contents.images.shape[0] // 6)
         out["pictures"] = [
             reconstruction_grid(torch.cat([contents.images[::every][:6], unseen_images]),
                                 torch.cat([seen_rec[::every][:6], unseen_rec]), min(6, len(seen_rec[::every])),
                                 pictures / "zoo_reconstruction.png"),
-            translation_grid(translate, contents, styles, seen_targets[:GRID_SEEN_STYLES] + unseen_targets, plain,
+            translation_grid(translate, contents, styles, seen_targets[:GRID_SEEN_STYLES] + unseen_targets, look,
                              pictures / "zoo_translation.png")]
     return out
 

@@ -294,20 +294,22 @@ class FewShotEvalData:
     style_poses: Tensor | None = None  # [U * R, 5]
     style_masks: Tensor | None = None  # [U * R, H, W] bool
     plain_background: bool = False  # species drawn on a uniform grey
+    variant: str = "full"  # the species appearance set (imaginate.data.species.VARIANTS)
 
 
 @functools.lru_cache(maxsize=4)
 def species_eval_data(size: int, seed: int, contents: int, real_per_class: int, helper_per_class: int,
-                      plain_background: bool = False) -> FewShotEvalData:
+                      plain_background: bool = False, variant: str = "full") -> FewShotEvalData:
     """Species evaluation data: fresh contents of seen species, unseen species' images, all species for helpers."""
     plain = plain_background
-    helper = load_species("all", helper_per_class, size, seed + HELPER_SEED, plain).prerender()  # labels = ids
+    helper = load_species("all", helper_per_class, size, seed + HELPER_SEED, plain, variant).prerender()  # labels = ids
     per_species = math.ceil(contents / len(SPLIT.seen))
-    content = SpeciesDataset(SPLIT.seen, per_species, size, seed + CONTENT_SEED, plain).prerender()
+    content = SpeciesDataset(SPLIT.seen, per_species, size, seed + CONTENT_SEED, plain, variant).prerender()
     order = torch.randperm(len(content.labels), generator=torch.Generator().manual_seed(seed))[:contents]
-    style = load_species("unseen", real_per_class, size, seed + STYLE_SEED, plain).prerender()
+    style = load_species("unseen", real_per_class, size, seed + STYLE_SEED, plain, variant).prerender()
+    suffix = ("-plain" if plain else "") + ("" if variant == "full" else f"-{variant}")
     return FewShotEvalData(
-        name=f"species-{size}-{seed}-{helper_per_class}{'-plain' if plain else ''}",
+        name=f"species-{size}-{seed}-{helper_per_class}{suffix}", variant=variant,
         num_classes=len(helper.class_names), plain_background=plain, style_masks=style.masks,
         unseen=list(SPLIT.unseen), helper_images=helper.images, helper_labels=helper.labels,
         content_images=content.images[order], style_images=style.images, style_labels=style.species,
@@ -415,7 +417,7 @@ def few_shot_metrics(translate: Callable[[Tensor, Tensor], Tensor], data: FewSho
                 assert data.content_poses is not None and data.content_backgrounds is not None
                 ideal, ideal_mask = render_species_batch([u] * per_class, data.content_poses[contents],
                                                          data.content_backgrounds[contents], fake.shape[-1],
-                                                         data.plain_background)
+                                                         data.plain_background, data.variant)
                 ideals.append(ideal)
                 found["l1_gt"] = (fake - ideal).abs().flatten(1).mean(1)
                 # the same inside the creatures (ideal or content mask): the background does not dilute it
@@ -488,7 +490,7 @@ def system_eval_data(system: COCOFUNITSystem) -> FewShotEvalData:
     e = cfg.eval
     if cfg.data.name == "species":
         return species_eval_data(m.image_size, cfg.data.seed, e.translations_per_class, e.real_per_class,
-                                 e.helper_images_per_class, cfg.data.plain_background)
+                                 e.helper_images_per_class, cfg.data.plain_background, cfg.data.variant)
     assert cfg.data.root is not None and cfg.data.split_file is not None  # checked by the config
     return folder_eval_data(cfg.data.root, cfg.data.split_file, m.image_size, m.image_channels, cfg.data.seed,
                             e.translations_per_class, e.real_per_class, e.helper_images_per_class)
@@ -550,9 +552,10 @@ def sample_pairs(system: COCOFUNITSystem, rows: int = 4, columns: int = 5) -> tu
     cfg, m = system.cfg, system.cfg.model
     if cfg.data.name == "species":
         seen = [SPLIT.seen[round(i * (len(SPLIT.seen) - 1) / max(rows - 1, 1))] for i in range(rows)]
-        plain = cfg.data.plain_background
-        content = SpeciesDataset(seen, 1, m.image_size, cfg.data.seed + CONTENT_SEED, plain).prerender().images
-        style = SpeciesDataset(SPLIT.unseen[:columns], 1, m.image_size, cfg.data.seed + STYLE_SEED, plain).prerender()
+        plain, variant = cfg.data.plain_background, cfg.data.variant
+        content = SpeciesDataset(seen, 1, m.image_size, cfg.data.seed + CONTENT_SEED, plain, variant).prerender().images
+        style = SpeciesDataset(SPLIT.unseen[:columns], 1, m.image_size, cfg.data.seed + STYLE_SEED, plain,
+                               variant).prerender()
         return content, style.images
     assert cfg.data.root is not None and cfg.data.split_file is not None  # checked by the config
     seen_set, unseen_set = few_shot_folder(cfg.data.root, cfg.data.split_file, m.image_size, m.image_channels)

@@ -24,6 +24,7 @@ from torch.nn import functional as F
 
 from imaginate.config import ConfigError, TrainConfig, check_choice
 from imaginate.data import SPLIT, ClassSubset, DataError, SpeciesDataset, few_shot_folder, load_species
+from imaginate.data.species import VARIANTS
 from imaginate.engine import RunContext, System, make_grid, unwrap
 from imaginate.engine.batching import global_batch_indices, rank_share
 from imaginate.engine.system import frozen
@@ -48,6 +49,8 @@ class COCOFUNITDataConfig:
         images_per_species: training images rendered per seen species (species only).
         seed: the seed of the species contents (species only).
         plain_background: species drawn on a uniform grey instead of varied backgrounds (species only).
+        variant: the species appearance set: "full" (many parts, fine textures) or "simple" (four large
+            parts in bold colours; see ``imaginate.data.species_simple``) (species only).
         root: the image folder (image_folder only).
         split_file: the seen / unseen class split (image_folder only; see ``imaginate.data.class_split``).
 
@@ -59,11 +62,13 @@ class COCOFUNITDataConfig:
     images_per_species: int = 200
     seed: int = 0
     plain_background: bool = False
+    variant: str = "full"
     root: str | None = None
     split_file: str | None = None
 
     def __post_init__(self) -> None:
         check_choice("data.name", self.name, DATASETS)
+        check_choice("data.variant", self.variant, VARIANTS)
         if self.images_per_species < 1:
             raise ValueError(f"data.images_per_species: must be >= 1, got {self.images_per_species}")
         if self.name == "image_folder":
@@ -97,16 +102,27 @@ class COCOFUNITOptimConfig:
 
 @dataclass
 class COCOFUNITLossConfig:
-    """Weights of the G objective (the reference: 1, 1, 0.1)."""
+    """Weights of the G objective (the reference: 1, 1, 0.1).
+
+    ``adversarial_warmup`` > 0 (an option for small presets; the reference has none) ramps the GAN and
+    feature-matching weights linearly from 0 to their values over that many steps, so that G first
+    learns to reconstruct its input: at batch 8 on a CPU the adversarial terms from the first step kept
+    the same-image reconstruction a blur for thousands of steps (docs/results/coco_funit.md).
+    """
 
     gan: float = 1.0
     feature_matching: float = 1.0
     reconstruction: float = 0.1
+    adversarial_warmup: int = 0
 
     def __post_init__(self) -> None:
-        for key in ("gan", "feature_matching", "reconstruction"):
+        for key in ("gan", "feature_matching", "reconstruction", "adversarial_warmup"):
             if getattr(self, key) < 0:
                 raise ValueError(f"loss.{key}: must be >= 0, got {getattr(self, key)}")
+
+    def adversarial_scale(self, step: int) -> float:
+        """The factor on the GAN and feature-matching weights at ``step`` (0-based): 1 without warm-up."""
+        return 1.0 if self.adversarial_warmup == 0 else min(1.0, step / self.adversarial_warmup)
 
 
 @dataclass
@@ -195,7 +211,8 @@ class FewShotTrainData:
         if cfg.name == "species":
             if channels != 3:
                 raise ConfigError(f"model.image_channels: species images are RGB (3), got {channels}")
-            self.species = load_species("seen", cfg.images_per_species, image_size, cfg.seed, cfg.plain_background)
+            self.species = load_species("seen", cfg.images_per_species, image_size, cfg.seed, cfg.plain_background,
+                                        cfg.variant)
             self.labels = self.species.labels
             self.class_names = list(self.species.class_names)
         else:
@@ -252,6 +269,7 @@ class COCOFUNITSystem(System):
         super().__init__(cfg, ctx)
         m = cfg.model
         self._data: FewShotTrainData | None = None
+        self._step = 0  # the step of the last train_batch
         if cfg.data.name == "species":  # cheap (rendering waits for the first batch): check now
             _ = self.data
         generator = COCOFUNITGenerator.from_config(m)
@@ -306,6 +324,7 @@ class COCOFUNITSystem(System):
     def train_batch(self, step: int) -> dict[str, Tensor]:
         """``content [B, C, H, W]``, ``content_label [B]``, ``style [B, K, C, H, W]``, ``style_label [B]``;
         images in [-1, 1], on the device."""
+        self._step = step  # for the adversarial warm-up of the G step
         content_idx = self.ctx.batch_indices(step, len(self.data))  # [B]
         style_idx = self.style_indices(step)  # [B, K]
         b, shots = style_idx.shape
@@ -347,9 +366,10 @@ class COCOFUNITSystem(System):
         gan = 0.5 * (g_loss("hinge", logits[:bsz]) + g_loss("hinge", logits[bsz:]))
         matching = feature_matching_loss(real_features, features[:bsz])
         recon = F.l1_loss(reconstruction, content)
-        loss = w.gan * gan + w.feature_matching * matching + w.reconstruction * recon
+        ramp = w.adversarial_scale(self._step)
+        loss = ramp * (w.gan * gan + w.feature_matching * matching) + w.reconstruction * recon
         logs = {"g_gan": gan, "feature_matching": matching, "reconstruction": recon}
-        out = {k: float(v.detach()) for k, v in logs.items()}
+        out = {k: float(v.detach()) for k, v in logs.items()} | {"adversarial_scale": ramp}
         return loss, out | collapse_monitor(images.detach(), codes.detach())
 
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
