@@ -54,6 +54,7 @@ _CPP = r"""
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 #ifdef IMAGINATE_MKL_VML
 extern "C" {  // exported by libtorch_cpu (MKL), LP64 interface: the calls torch's log2 makes
@@ -61,11 +62,16 @@ void vmsLog2(const int n, const float* a, float* r, long long mode);
 void vmdLog2(const int n, const double* a, double* r, long long mode);
 }
 static constexpr long long kVmlMode = 0x2 | 0x140000 | 0x100;  // VML_HA | VML_FTZDAZ_OFF | VML_ERRMODE_IGNORE
-static inline void log2_block(const float* in, float* out, int64_t n) { vmsLog2((int)n, in, out, kVmlMode); }
-static inline void log2_block(const double* in, double* out, int64_t n) { vmdLog2((int)n, in, out, kVmlMode); }
+static constexpr long long kVmlFast = 0x1 | 0x140000 | 0x100;  // VML_LA (stochastic rounding: no bits to match)
+static inline void log2_block(const float* in, float* out, int64_t n, bool fast = false) {
+  vmsLog2((int)n, in, out, fast ? kVmlFast : kVmlMode);
+}
+static inline void log2_block(const double* in, double* out, int64_t n, bool fast = false) {
+  vmdLog2((int)n, in, out, fast ? kVmlFast : kVmlMode);
+}
 #else
 template <typename T>
-static inline void log2_block(const T* in, T* out, int64_t n) {  // as ATen's vml::vlog2 without MKL
+static inline void log2_block(const T* in, T* out, int64_t n, bool fast = false) {  // as ATen's vml::vlog2
   using Vec = at::vec::Vectorized<T>;
   int64_t i = 0;
   for (; i + Vec::size() <= n; i += Vec::size()) Vec::loadu(in + i).log2().store(out + i);
@@ -80,11 +86,20 @@ static inline uint64_t splitmix64(uint64_t z) {
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
   return z ^ (z >> 31);
 }
-static inline float uniform(uint64_t seed, int64_t i, float) {  // [0, 1), 24 bits
-  return (float)(splitmix64(seed + (uint64_t)i * 0x9E3779B97F4A7C15ULL) >> 40) * 0x1p-24f;
+static inline uint32_t mix32(uint32_t x) {  // a bijective 32-bit integer hash (two multiply-xorshift rounds)
+  x ^= x >> 16; x *= 0x7FEB352DU; x ^= x >> 15; x *= 0x846CA68BU; x ^= x >> 16;
+  return x;
 }
-static inline double uniform(uint64_t seed, int64_t i, double) {  // [0, 1), 53 bits
-  return (double)(splitmix64(seed + (uint64_t)i * 0x9E3779B97F4A7C15ULL) >> 11) * 0x1p-53;
+// uniform numbers in [0, 1) of elements start .. start + m - 1: float32 from 32-bit hashes (vectorisable),
+// 24 bits; float64 from splitmix64, 53 bits
+static inline void fill_uniform(float* u, int64_t m, uint64_t seed, int64_t start) {
+  const uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32) ^ mix32((uint32_t)((uint64_t)start >> 32));
+  const uint32_t base = (uint32_t)start + k0;
+  for (int64_t j = 0; j < m; ++j) u[j] = (float)(int32_t)(mix32(mix32(base + (uint32_t)j) ^ k1) >> 8) * 0x1p-24f;
+}
+static inline void fill_uniform(double* u, int64_t m, uint64_t seed, int64_t start) {
+  for (int64_t j = 0; j < m; ++j)
+    u[j] = (double)(splitmix64(seed + (uint64_t)(start + j) * 0x9E3779B97F4A7C15ULL) >> 11) * 0x1p-53;
 }
 
 template <typename T>
@@ -105,6 +120,20 @@ static T max_abs(const T* x, int64_t n) {
 template <typename T>
 static void quantize_impl(const T* x, T* out, int64_t n, T scale, T gamma, T max_e, bool stochastic, uint64_t seed) {
   using Vec = at::vec::Vectorized<T>;
+  // magnitudes of codes 0 .. max_e, computed with the vectorised exp2 the direct path uses (same bits),
+  // when the tensor is large enough to pay for the table
+  std::vector<T> magnitudes;
+  const T* table = nullptr;
+  if (max_e < 8192 && n >= 4 * ((int64_t)max_e + 1)) {
+    const int64_t size = (int64_t)max_e + 1;
+    magnitudes.resize(size + Vec::size());
+    T codes[Vec::size()];
+    for (int64_t k = 0; k < size; k += Vec::size()) {
+      for (int64_t j = 0; j < Vec::size(); ++j) codes[j] = (T)(k + j);
+      (Vec(scale) * (Vec::loadu(codes) * Vec(T(-1) / gamma)).exp2()).store(magnitudes.data() + k);
+    }
+    table = magnitudes.data();
+  }
   at::parallel_for(0, n, 16384, [&](int64_t begin, int64_t end) {
     alignas(64) T ratio[kBlock];
     alignas(64) T lg[kBlock];
@@ -114,8 +143,8 @@ static void quantize_impl(const T* x, T* out, int64_t n, T scale, T gamma, T max
     for (int64_t b = begin; b < end; b += kBlock) {
       const int64_t m = std::min(kBlock, end - b);
       for (int64_t i = 0; i < m; ++i) ratio[i] = scale / std::abs(x[b + i]);  // +inf for 0
-      log2_block(ratio, lg, m);
-      if (stochastic) for (int64_t i = 0; i < m; ++i) uni[i] = uniform(seed, b + i, T(0));
+      log2_block(ratio, lg, m, stochastic);
+      if (stochastic) fill_uniform(uni, m, seed, b);
       for (int64_t i = 0; i < m; i += Vec::size()) {
         const int64_t k = std::min<int64_t>(Vec::size(), m - i);
         Vec t = Vec::loadu(lg + i, k) * vgamma;  // the real-valued exponent
@@ -127,7 +156,14 @@ static void quantize_impl(const T* x, T* out, int64_t n, T scale, T gamma, T max
           e = t.round();  // half to even
         }
         Vec zero = e > vmax;  // below the smallest magnitude (and 0): flush
-        Vec mag = vscale * (at::vec::clamp_min(e, vzero) * vneg).exp2();
+        Vec mag;
+        if (table != nullptr) {  // the same values, looked up: table[k] = scale * exp2(k * (-1 / gamma))
+          const Vec k_safe = Vec::blendv(vzero, at::vec::clamp_min(e, vzero), e <= vmax);  // NaN, flushed: 0
+          mag = at::vec::gather<sizeof(T)>(table, at::vec::convert_to_int_of_same_size(k_safe));
+          mag = Vec::blendv(mag, e, e.isnan());
+        } else {
+          mag = vscale * (at::vec::clamp_min(e, vzero) * vneg).exp2();
+        }
         Vec value = mag | (Vec::loadu(x + b + i, k) & vsign);  // copysign (mag >= 0)
         Vec::blendv(value, vzero, zero).store(out + b + i, k);
       }
@@ -182,31 +218,43 @@ template <typename T, typename P>
 static void madam_impl(T* p, const T* g, P* packed, T* v, const T* table, int64_t n, T beta, T one_minus_beta,
                        T bias_correction, bool bounded, T g_bound, T steps, bool scale_move, bool round_move,
                        int max_code, int code_mask, bool wide, bool underflow_zero) {
+  using Vec = at::vec::Vectorized<T>;
   const int sign_shift = wide ? 15 : 7;
   at::parallel_for(0, n, 16384, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const T gi = g[i];
-      T vi = v[i] * beta;
-      vi = std::fma(one_minus_beta * gi, gi, vi);  // addcmul as torch's build computes it (one FMA)
-      v[i] = vi;
-      T gh = gi / std::sqrt(vi / bias_correction);
-      if (std::isnan(gh)) gh = T(0);  // 0/0 -> 0
-      if (bounded) gh = std::min(std::max(gh, -g_bound), g_bound);
-      gh = std::nearbyint(gh);  // half to even
-      if (scale_move) {
-        gh = gh * steps;
-        if (round_move) gh = std::nearbyint(gh);
+    alignas(64) T moves[kBlock];
+    const Vec vbeta(beta), vomb(one_minus_beta), vbc(bias_correction), vzero(T(0)), vsteps(steps);
+    const Vec vlo(bounded ? -g_bound : -INFINITY), vhi(bounded ? g_bound : INFINITY);
+    const Vec vmc((T)max_code), vnmc((T)-max_code);
+    for (int64_t b = begin; b < end; b += kBlock) {
+      const int64_t m = std::min(kBlock, end - b);
+      for (int64_t i = 0; i < m; i += Vec::size()) {  // the float part, op for op as the multi-tensor step
+        const int64_t k = std::min<int64_t>(Vec::size(), m - i);
+        const Vec gi = Vec::loadu(g + b + i, k);
+        Vec vi = Vec::loadu(v + b + i, k) * vbeta;
+        vi = at::vec::fmadd(vomb * gi, gi, vi);  // addcmul as torch's build computes it (one FMA)
+        vi.store(v + b + i, k);
+        Vec gh = gi / (vi / vbc).sqrt();
+        gh = Vec::blendv(gh, vzero, gh.isnan());  // 0/0 -> 0
+        gh = at::vec::clamp_max(at::vec::clamp_min(gh, vlo), vhi);  // +-g_bound (none: +-inf)
+        gh = gh.round();  // half to even
+        if (scale_move) {
+          gh = gh * vsteps;
+          if (round_move) gh = gh.round();
+        }
+        at::vec::clamp_max(at::vec::clamp_min(gh, vnmc), vmc).store(moves + i, k);
       }
-      const int move = (int)std::min(std::max(gh, (T)-max_code), (T)max_code);
-      const int bits = wide ? ((int)packed[i] & 0xFFFF) : (int)packed[i];
-      const int negative = bits >> sign_shift;
-      const int codes = bits & code_mask;
-      const int moved = codes + (negative ? -move : move);  // larger e: smaller |p|
-      bool alive = codes < max_code;
-      if (underflow_zero) alive = alive && moved <= max_code - 1;
-      const int next = alive ? (std::min(std::max(moved, 0), max_code - 1) | (negative << sign_shift)) : max_code;
-      packed[i] = (P)next;  // int16: bit 15 wraps to the sign
-      p[i] = table[next];
+      for (int64_t i = 0; i < m; ++i) {  // the integer part on the packed sign + code
+        const int move = (int)moves[i];
+        const int bits = wide ? ((int)packed[b + i] & 0xFFFF) : (int)packed[b + i];
+        const int negative = bits >> sign_shift;
+        const int codes = bits & code_mask;
+        const int moved = codes + (negative ? -move : move);  // larger e: smaller |p|
+        bool alive = codes < max_code;
+        if (underflow_zero) alive = alive && moved <= max_code - 1;
+        const int next = alive ? (std::min(std::max(moved, 0), max_code - 1) | (negative << sign_shift)) : max_code;
+        packed[b + i] = (P)next;  // int16: bit 15 wraps to the sign
+        p[b + i] = table[next];
+      }
     }
   });
 }
