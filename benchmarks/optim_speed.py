@@ -2,21 +2,25 @@
 second moment's storage format -> docs/results/optim_speed.md (issue 17's targets).
 
 1. Bytes per parameter (weights + optimizer state), counted from the live tensors after one step.
-2. Optimizer step time / ``torch.optim.Adam(foreach=True)`` on ~9.4 M parameters: each optimizer
+2. Optimizer step time / ``torch.optim.Adam(foreach=True)`` on ~11 M parameters: each optimizer
    and Adam alternate (A, B, A, B, ...) in one process, 1 thread; the median of the per-pair ratios.
+   Native LNS-Madam with the fp32 moment runs the fused C++ step (imaginate.numerics.lns_kernels) and,
+   as a second row, the multi-tensor PyTorch step (kernels off).
 3. Quantised / FP32 training-step time (quantisers on / off, alternating) on the Fashion-MNIST CNN
-   and the char transformer, with the fast quantisers and with the reference ones.
+   and the char transformer, with the fused C++ quantisers (default), the slab-by-slab PyTorch ones
+   (kernels off) and the reference ones.
 4. LNS-Madam native (B = 8) trained with the second moment in fp32 / bf16 / lns8 on the char LM.
 
 The machine is shared with other jobs: absolute times are noisy, ratios of interleaved runs less so.
 
-    python benchmarks/optim_speed.py            # everything (~10 CPU-minutes)
+    python benchmarks/optim_speed.py            # everything (~15-20 CPU-minutes)
     python benchmarks/optim_speed.py --quick    # fewer repeats and steps (smoke test)
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -27,9 +31,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_line, train_once  # noqa: E402
 
+from imaginate.numerics.lns_kernels import available as kernels_available  # noqa: E402
+from imaginate.numerics.lns_kernels import use_kernels  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "results" / "optim_speed.md"
 TARGETS = {"bytes_b8": 2.0, "madam": 1.2, "lns_native": 1.5, "quantised": 1.3}
+NATIVE = "LNSMadam native B=8, fp32 moment (fused C++ kernel)"
 SHAPES = [(2048, 2048), (2048, 2048), (1024, 1024), (1024, 1024), (2048,), (1024,), (512, 1024), (256, 768)]
 
 
@@ -47,7 +55,8 @@ def _optimizers() -> dict[str, callable]:
         "IntegerMadam (multi-tensor)": lambda ps: IntegerMadam(ps),
         "IntegerMadam (per-tensor, before)": lambda ps: IntegerMadam(ps, foreach=False),
         "LNSMadam reference (multi-tensor)": lambda ps: LNSMadam(ps),
-        "LNSMadam native B=8, fp32 moment (multi-tensor)": native(8, 8),
+        NATIVE: native(8, 8),
+        "LNSMadam native B=8, fp32 moment (multi-tensor, kernels off)": native(8, 8),
         "LNSMadam native B=8, bf16 moment": native(8, 8, "bf16"),
         "LNSMadam native B=8, lns8 moment": native(8, 8, "lns8"),
         "LNSMadam native B=6, lns8 moment": native(6, 2, "lns8"),
@@ -70,7 +79,7 @@ def _state_bytes(opt: torch.optim.Optimizer) -> int:
 def bytes_per_parameter() -> list[dict]:
     rows = []
     for name, make in _optimizers().items():
-        if "per-tensor" in name:
+        if "per-tensor" in name or "kernels off" in name:
             continue
         params = _params([(256, 256), (256,)])
         opt = make(params)
@@ -93,17 +102,18 @@ def step_ratios(repeats: int) -> list[dict]:
         opt = make(params)
         if hasattr(opt, "init_store"):
             opt.init_store()
-        adam.step()
-        opt.step()  # lazy state, warm caches
         ratios, times = [], []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
+        with use_kernels("kernels off" not in name):
             adam.step()
-            t1 = time.perf_counter()
-            opt.step()
-            t2 = time.perf_counter()
-            ratios.append((t2 - t1) / (t1 - t0))
-            times.append((t1 - t0, t2 - t1))
+            opt.step()  # lazy state, warm caches
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                adam.step()
+                t1 = time.perf_counter()
+                opt.step()
+                t2 = time.perf_counter()
+                ratios.append((t2 - t1) / (t1 - t0))
+                times.append((t1 - t0, t2 - t1))
         rows.append({"name": name, "ratio": statistics.median(ratios), "adam_ms": 1000 * statistics.median(t[0] for t in times),
                      "ms": 1000 * statistics.median(t[1] for t in times)})
         del opt, params
@@ -145,20 +155,22 @@ def quantised_ratios(repeats: int) -> list[dict]:
     for label, overrides in (("Fashion-MNIST CNN (width 16, batch 64)", CNN),
                              ("char transformer (d 64, 2 layers, batch 32 x 64)", CHAR)):
         system = _system(overrides)
-        sides = {"fp32": (False, "fast"), "fast": (True, "fast"), "reference": (True, "reference")}
+        sides = {"fp32": (False, "fast", True), "fused": (True, "fast", True), "fast": (True, "fast", False),
+                 "reference": (True, "reference", False)}
         times: dict[str, list[float]] = {k: [] for k in sides}
         for rep in range(repeats + 1):
-            for key, (on, impl) in sides.items():
+            for key, (on, impl, kernels) in sides.items():
                 batch = system.train_batch(rep)
-                with quantized(on), lns_impl(impl):
+                with quantized(on), lns_impl(impl), use_kernels(kernels):
                     t0 = time.perf_counter()
                     system.train_step(batch)
                     if rep:  # the first round warms up
                         times[key].append(time.perf_counter() - t0)
         fp32 = statistics.median(times["fp32"])
-        row = {"name": label, "fp32_ms": 1000 * fp32, "fast": statistics.median(times["fast"]) / fp32,
+        row = {"name": label, "fp32_ms": 1000 * fp32, "fused": statistics.median(times["fused"]) / fp32,
+               "fast": statistics.median(times["fast"]) / fp32,
                "reference": statistics.median(times["reference"]) / fp32}
-        if row["fast"] > TARGETS["quantised"]:
+        if row["fused"] > TARGETS["quantised"]:
             def quantised_step(system=system):
                 with quantized(True):
                     system.train_step(system.train_batch(0))
@@ -189,9 +201,15 @@ def write_markdown(mem, steps, quant, moments, meta) -> str:
     params = next(r["ratio"] for r in steps if r["name"] == "parameters")
     lines = ["# Optimizer memory and speed (issue 17)", "",
              "Written by `benchmarks/optim_speed.py` (do not edit by hand).", "",
-             f"Setup: {meta['machine']}; {meta['minutes']:.1f} min. The machine is shared with other jobs, so every "
+             f"Setup: {meta['machine']}; {meta['minutes']:.1f} min. The machine was loaded (other jobs' trainings "
+             f"on its 2 cores, load average {meta['load']}), so every "
              "time is a ratio of two sides measured alternately (A, B, A, B, ...) in one process, and the median "
              "of those ratios is reported; absolute milliseconds are for orientation only.", "",
+             f"Fused C++ kernels (`imaginate/numerics/lns_kernels.py`, built on first use): {meta['kernels']}. They "
+             "fuse the LNS quantiser (one pass plus a max-abs pass; round-to-nearest gives the same bits as "
+             "`lns_quantize`, stochastic rounding uses counter-based random numbers seeded once per call from "
+             "torch's generator) and the native LNS-Madam step with the fp32 moment (same bits as the multi-tensor "
+             "step). `IMAGINATE_NO_KERNELS=1` turns them off.", "",
              "## Bytes per parameter (weights + optimizer state)", "",
              "Counted from the live tensors after one step. `param` is the float32 parameter tensor the "
              "framework (nn.Module, autograd, state_dict, checkpoints) reads; in native LNS-Madam it is the "
@@ -215,25 +233,32 @@ def write_markdown(mem, steps, quant, moments, meta) -> str:
         if r["name"] != "parameters":
             lines.append(f"| {r['name']} | {r['ratio']:.2f}x | {r['ms']:.0f} ({r['adam_ms']:.0f}) |")
     ratio = {r["name"]: r["ratio"] for r in steps}
-    madam, native = ratio["Madam (multi-tensor)"], ratio["LNSMadam native B=8, fp32 moment (multi-tensor)"]
+    madam, native = ratio["Madam (multi-tensor)"], ratio[NATIVE]
     lines += ["", f"Targets: Madam <= {TARGETS['madam']}x: {madam:.2f}x {_hit(madam, TARGETS['madam'])}; native "
-              f"LNS-Madam <= {TARGETS['lns_native']}x: {native:.2f}x (fp32 moment) "
+              f"LNS-Madam <= {TARGETS['lns_native']}x: {native:.2f}x (fp32 moment, fused kernel) "
               f"{_hit(native, TARGETS['lns_native'])}. The multi-tensor steps give the same bits as the per-tensor "
-              "ones (tests/optim/test_lns_store.py).", ""]
+              "ones (tests/optim/test_lns_store.py), the fused step the same bits as the multi-tensor one "
+              "(tests/numerics/test_lns_kernels.py). The bf16 and lns8 moments have no fused step yet.", ""]
     for key in ("profile_madam", "profile_native"):
         if key in meta:
             lines.append(f"Profile of the missed target ({key.split('_')[1]}), self CPU time: {meta[key]}.")
     lines += ["", "## Quantised / FP32 training step", "",
               "Quantisers on vs off (`imaginate.numerics.quant.quantized`) for the same model, batches and "
-              "LNS-Madam native B=8 optimizer, alternating; `fast` is the slab-by-slab quantiser (default), "
-              "`reference` the whole-tensor `lns_quantize` used before (both give the same bits).", "",
-              "| model | FP32 step ms | quantised (fast) / FP32 | quantised (reference) / FP32 |", "|---|---|---|---|"]
+              "LNS-Madam native B=8 optimizer, alternating; `fused` are the C++ kernels (default), `fast` the "
+              "slab-by-slab PyTorch quantiser (kernels off), `reference` the whole-tensor `lns_quantize`. Nearest "
+              "rounding gives the same bits in all three; the fused stochastic rounding draws other random numbers "
+              "(counter-based), equal in distribution.", "",
+              "| model | FP32 step ms | quantised (fused) / FP32 | quantised (fast, kernels off) / FP32 | "
+              "quantised (reference) / FP32 |", "|---|---|---|---|---|"]
     for r in quant:
-        lines.append(f"| {r['name']} | {r['fp32_ms']:.1f} | {r['fast']:.2f}x | {r['reference']:.2f}x |")
+        lines.append(f"| {r['name']} | {r['fp32_ms']:.1f} | {r['fused']:.2f}x | {r['fast']:.2f}x | {r['reference']:.2f}x |")
     lines.append("")
     for r in quant:
-        lines.append(f"- {r['name']}: target <= {TARGETS['quantised']}x: {r['fast']:.2f}x {_hit(r['fast'], TARGETS['quantised'])}"
-                     + (f"; profile of the quantised step (self CPU): {r['profile']}" if "profile" in r else ""))
+        lines.append(f"- {r['name']}: target <= {TARGETS['quantised']}x: {r['fused']:.2f}x "
+                     f"{_hit(r['fused'], TARGETS['quantised'])}"
+                     + (f"; profile of the quantised step (self CPU; the kernels run inside the `QuantizeSTE` "
+                        f"forward/backward and the gradient hook of the node that produced the layer output, "
+                        f"e.g. `ViewBackward0`): {r['profile']}" if "profile" in r else ""))
     lines += ["", f"## Second-moment storage, char LM, LNS-Madam native B=8, {meta['moment_steps']} steps", "",
               "Validation bits per character (lower is better) per seed; the moment in bf16 and lns8 is rounded "
               "stochastically (round-to-nearest would never let it decay).", "",
@@ -255,11 +280,12 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
     mem = bytes_per_parameter()
     steps = step_ratios(3 if args.quick else 9)
-    meta = {"machine": machine_line(1)}
+    meta = {"machine": machine_line(1), "kernels": "built and used" if kernels_available() else "NOT available "
+            "(PyTorch fallback)", "load": " / ".join(f"{v:.1f}" for v in os.getloadavg())}
     ratio = {r["name"]: r["ratio"] for r in steps}
     makers = _optimizers()
     for key, name, target in (("profile_madam", "Madam (multi-tensor)", TARGETS["madam"]),
-                              ("profile_native", "LNSMadam native B=8, fp32 moment (multi-tensor)", TARGETS["lns_native"])):
+                              ("profile_native", NATIVE, TARGETS["lns_native"])):
         if ratio[name] > target:
             params = _params()
             opt = makers[name](params)
