@@ -54,6 +54,7 @@ _CPP = r"""
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #ifdef IMAGINATE_MKL_VML
@@ -214,25 +215,52 @@ at::Tensor lns_quantize(at::Tensor x, double scale, int64_t gamma, int64_t max_c
   return out;
 }
 
-template <typename T, typename P>
-static void madam_impl(T* p, const T* g, P* packed, T* v, const T* table, int64_t n, T beta, T one_minus_beta,
+// moment kinds: 0 fp32/fp64 (in place), 1 bf16 (raw uint16 bits), 2 lns8 (uint8 codes, table of the old scale);
+// bf16 and lns8 store stochastically with 16-bit random numbers cut from 64-bit words the caller drew through
+// torch as random_u16 draws them: per piece of `chunk` elements, piece j of a chunk = bits 16 (j % 3) .. of
+// its word j / 3 (bits 48-63 unused)
+static constexpr int64_t kChunk = 65536;  // imaginate.optim.multi_tensor.SLAB
+static inline int32_t random16(const int64_t* words, int64_t i) {
+  const int64_t c = i / kChunk, j = i - c * kChunk;
+  return (int32_t)(((uint64_t)words[c * ((kChunk + 2) / 3) + j / 3] >> (16 * (j % 3))) & 0xFFFF);
+}
+
+template <typename T, typename P, int K>
+static void madam_impl(T* p, const T* g, P* packed, void* moment, const T* table, const int64_t* rbits,
+                       const float* vtable, float lns8_scale, int64_t n, T beta, T one_minus_beta,
                        T bias_correction, bool bounded, T g_bound, T steps, bool scale_move, bool round_move,
                        int max_code, int code_mask, bool wide, bool underflow_zero) {
   using Vec = at::vec::Vectorized<T>;
   const int sign_shift = wide ? 15 : 7;
   at::parallel_for(0, n, 16384, [&](int64_t begin, int64_t end) {
     alignas(64) T moves[kBlock];
+    alignas(64) T vbuf[kBlock];
+    alignas(64) float ratio[kBlock];
+    alignas(64) float lg[kBlock];
     const Vec vbeta(beta), vomb(one_minus_beta), vbc(bias_correction), vzero(T(0)), vsteps(steps);
     const Vec vlo(bounded ? -g_bound : -INFINITY), vhi(bounded ? g_bound : INFINITY);
     const Vec vmc((T)max_code), vnmc((T)-max_code);
     for (int64_t b = begin; b < end; b += kBlock) {
       const int64_t m = std::min(kBlock, end - b);
+      T* v = K == 0 ? (T*)moment + b : vbuf;
+      if (K == 1) {
+        const uint16_t* stored = (const uint16_t*)moment + b;
+        for (int64_t i = 0; i < m; ++i) {
+          const uint32_t w = (uint32_t)stored[i] << 16;
+          float f;
+          std::memcpy(&f, &w, 4);
+          vbuf[i] = (T)f;
+        }
+      } else if (K == 2) {
+        const uint8_t* stored = (const uint8_t*)moment + b;
+        for (int64_t i = 0; i < m; ++i) vbuf[i] = (T)vtable[stored[i]];
+      }
       for (int64_t i = 0; i < m; i += Vec::size()) {  // the float part, op for op as the multi-tensor step
         const int64_t k = std::min<int64_t>(Vec::size(), m - i);
         const Vec gi = Vec::loadu(g + b + i, k);
-        Vec vi = Vec::loadu(v + b + i, k) * vbeta;
+        Vec vi = Vec::loadu(v + i, k) * vbeta;
         vi = at::vec::fmadd(vomb * gi, gi, vi);  // addcmul as torch's build computes it (one FMA)
-        vi.store(v + b + i, k);
+        vi.store(v + i, k);
         Vec gh = gi / (vi / vbc).sqrt();
         gh = Vec::blendv(gh, vzero, gh.isnan());  // 0/0 -> 0
         gh = at::vec::clamp_max(at::vec::clamp_min(gh, vlo), vhi);  // +-g_bound (none: +-inf)
@@ -242,6 +270,27 @@ static void madam_impl(T* p, const T* g, P* packed, T* v, const T* table, int64_
           if (round_move) gh = gh.round();
         }
         at::vec::clamp_max(at::vec::clamp_min(gh, vnmc), vmc).store(moves + i, k);
+      }
+      if (K == 1) {  // add 16 random bits below bf16's mantissa, truncate (moment_store.write_moment)
+        uint16_t* stored = (uint16_t*)moment + b;
+        for (int64_t i = 0; i < m; ++i) {
+          const float f = (float)vbuf[i];
+          int32_t w;
+          std::memcpy(&w, &f, 4);
+          stored[i] = (uint16_t)((uint32_t)((w + random16(rbits, b + i)) & -65536) >> 16);
+        }
+      } else if (K == 2) {  // stochastic log-domain code against the new scale (moment_store.write_moment)
+        uint8_t* stored = (uint8_t*)moment + b;
+        for (int64_t i = 0; i < m; ++i) ratio[i] = (1.0f / (float)vbuf[i]) * lns8_scale;  // scale / v, as torch
+        log2_block(ratio, lg, m);
+        for (int64_t i = 0; i < m; ++i) {
+          const float t = 8.0f * lg[i];
+          const float fl = std::floor(t);
+          const float u = ((float)random16(rbits, b + i) + 0.5f) * (1.0f / 65536.0f);
+          float code = fl + (u < t - fl ? 1.0f : 0.0f);
+          code = (float)vbuf[i] > 0 ? std::min(std::max(code, 0.0f), 254.0f) : 255.0f;
+          stored[i] = (uint8_t)code;
+        }
       }
       for (int64_t i = 0; i < m; ++i) {  // the integer part on the packed sign + code
         const int move = (int)moves[i];
@@ -259,26 +308,51 @@ static void madam_impl(T* p, const T* g, P* packed, T* v, const T* table, int64_
   });
 }
 
-void lns_madam_step(at::Tensor p, at::Tensor g, at::Tensor packed, at::Tensor v, at::Tensor table, double beta,
+template <typename T, typename P>
+static void madam_dispatch(int kind, at::Tensor& p, at::Tensor& g, at::Tensor& packed, at::Tensor& moment,
+                           at::Tensor& table, at::Tensor& rbits, at::Tensor& vtable, double lns8_scale, double beta,
+                           double one_minus_beta, double bias_correction, double g_bound, double steps,
+                           bool scale_move, bool round_move, int max_code, int code_mask, bool wide,
+                           bool underflow_zero) {
+  const bool bounded = !std::isinf(g_bound);
+  const int64_t* r = kind == 0 ? nullptr : rbits.data_ptr<int64_t>();
+  const float* vt = kind == 2 ? vtable.data_ptr<float>() : nullptr;
+#define IMAGINATE_MADAM(KIND)                                                                                  \
+  madam_impl<T, P, KIND>(p.data_ptr<T>(), g.data_ptr<T>(), packed.data_ptr<P>(), moment.data_ptr(),           \
+                         table.data_ptr<T>(), r, vt, (float)lns8_scale, p.numel(), (T)beta, (T)one_minus_beta,  \
+                         (T)bias_correction, bounded, (T)g_bound, (T)steps, scale_move, round_move, max_code,   \
+                         code_mask, wide, underflow_zero)
+  if (kind == 0) IMAGINATE_MADAM(0);
+  else if (kind == 1) IMAGINATE_MADAM(1);
+  else IMAGINATE_MADAM(2);
+#undef IMAGINATE_MADAM
+}
+
+void lns_madam_step(at::Tensor p, at::Tensor g, at::Tensor packed, at::Tensor moment, at::Tensor table,
+                    int64_t kind, at::Tensor rbits, at::Tensor vtable, double lns8_scale, double beta,
                     double one_minus_beta, double bias_correction, double g_bound, double steps, bool scale_move,
                     bool round_move, int64_t max_code, int64_t bits, bool underflow_zero) {
   const bool wide = bits > 8;
   const int code_mask = (1 << (bits - 1)) - 1;
-  TORCH_CHECK(p.is_contiguous() && g.is_contiguous() && packed.is_contiguous() && v.is_contiguous(), "contiguous");
+  TORCH_CHECK(p.is_contiguous() && g.is_contiguous() && packed.is_contiguous() && moment.is_contiguous(),
+              "contiguous");
   TORCH_CHECK(packed.scalar_type() == (wide ? at::kShort : at::kByte), "packed dtype");
   TORCH_CHECK(table.numel() == (wide ? 65536 : 256), "table size");
+  const auto moment_dtype = kind == 0 ? p.scalar_type() : (kind == 1 ? at::kBFloat16 : at::kByte);
+  TORCH_CHECK(moment.scalar_type() == moment_dtype && moment.numel() == p.numel(), "moment dtype");
+  const int64_t n = p.numel(), words = (n / kChunk) * ((kChunk + 2) / 3) + (n % kChunk + 2) / 3;
+  TORCH_CHECK(kind == 0 || (p.scalar_type() == at::kFloat && rbits.scalar_type() == at::kLong &&
+                            rbits.is_contiguous() && rbits.numel() == words), "random words");
+  TORCH_CHECK(kind != 2 || (vtable.scalar_type() == at::kFloat && vtable.numel() == 256), "lns8 table");
   AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "lns_madam_step", [&] {
-    const bool bounded = !std::isinf(g_bound);
     if (wide) {
-      madam_impl<scalar_t, int16_t>(p.data_ptr<scalar_t>(), g.data_ptr<scalar_t>(), packed.data_ptr<int16_t>(),
-          v.data_ptr<scalar_t>(), table.data_ptr<scalar_t>(), p.numel(), (scalar_t)beta, (scalar_t)one_minus_beta,
-          (scalar_t)bias_correction, bounded, (scalar_t)g_bound, (scalar_t)steps, scale_move, round_move,
-          (int)max_code, code_mask, true, underflow_zero);
+      madam_dispatch<scalar_t, int16_t>((int)kind, p, g, packed, moment, table, rbits, vtable, lns8_scale, beta,
+          one_minus_beta, bias_correction, g_bound, steps, scale_move, round_move, (int)max_code, code_mask, true,
+          underflow_zero);
     } else {
-      madam_impl<scalar_t, uint8_t>(p.data_ptr<scalar_t>(), g.data_ptr<scalar_t>(), packed.data_ptr<uint8_t>(),
-          v.data_ptr<scalar_t>(), table.data_ptr<scalar_t>(), p.numel(), (scalar_t)beta, (scalar_t)one_minus_beta,
-          (scalar_t)bias_correction, bounded, (scalar_t)g_bound, (scalar_t)steps, scale_move, round_move,
-          (int)max_code, code_mask, false, underflow_zero);
+      madam_dispatch<scalar_t, uint8_t>((int)kind, p, g, packed, moment, table, rbits, vtable, lns8_scale, beta,
+          one_minus_beta, bias_correction, g_bound, steps, scale_move, round_move, (int)max_code, code_mask, false,
+          underflow_zero);
     }
   });
 }
@@ -407,20 +481,55 @@ def lns_quantize_kernel(
     return out.view(x.shape)
 
 
-def lns_madam_native_step(
-    p: Tensor, grad: Tensor, packed: Tensor, exp_avg_sq: Tensor, table: Tensor, bias_correction: float,
-    beta: float, g_bound: float | None, steps_per_unit: float, fmt: LNSFormat, underflow: str,
-) -> bool:
-    """One native LNS-Madam step of one tensor with a float second moment, fused; False where it does not apply.
+_MOMENT_KINDS = {"fp32": 0, "bf16": 1, "lns8": 2}
+CHUNK = 1 << 16  # the multi-tensor step's slab size: its random draws are per piece of at most this
 
-    Updates ``exp_avg_sq``, ``packed`` and ``p`` in place exactly as
-    :meth:`~imaginate.optim.lns_madam.LNSMadam._native_foreach_step` does with ``moment="fp32"``.
+
+def random_words(numel: int, generator: torch.Generator | None) -> Tensor:
+    """The 64-bit words the multi-tensor step draws for the stochastic moment store of one tensor.
+
+    The slab step calls :func:`~imaginate.numerics.random_bits.random_u16` once per piece of at most
+    ``CHUNK`` elements, which draws ``ceil(piece / 3)`` words; this draws the same words from the same
+    generator (the kernel cuts them into 16-bit numbers the same way), so both give the same bits.
+    """
+    sizes = [(min(CHUNK, numel - start) + 2) // 3 for start in range(0, numel, CHUNK)]
+    words = torch.empty(sum(sizes), dtype=torch.int64)
+    offset = 0
+    for size in sizes:
+        words[offset:offset + size].random_(generator=generator)  # uniform on [0, 2 ** 63), as random_u16
+        offset += size
+    return words
+
+
+def native_step_applies(p: Tensor, grad: Tensor, packed: Tensor, moment: Tensor, fmt: LNSFormat,
+                        kind: str = "fp32") -> bool:
+    """Whether :func:`lns_madam_native_step` takes this tensor (CPU, contiguous, float32 or, for the fp32
+    moment, float64; kernels enabled and built)."""
+    moment_dtype = {"fp32": p.dtype, "bf16": torch.bfloat16, "lns8": torch.uint8}[kind]
+    floats = (torch.float32, torch.float64) if kind == "fp32" else (torch.float32,)
+    if (not kernels_enabled() or any(t.device.type != "cpu" or not t.is_contiguous() for t in (p, grad, packed, moment))
+            or p.dtype not in floats or grad.dtype != p.dtype or moment.dtype != moment_dtype
+            or packed.dtype != (torch.int16 if fmt.bits > 8 else torch.uint8)):
+        return False
+    return _module() is not None
+
+
+def lns_madam_native_step(
+    p: Tensor, grad: Tensor, packed: Tensor, moment: Tensor, table: Tensor, bias_correction: float,
+    beta: float, g_bound: float | None, steps_per_unit: float, fmt: LNSFormat, underflow: str,
+    kind: str = "fp32", random_bits: Tensor | None = None, moment_table: Tensor | None = None,
+    moment_scale: float = 0.0,
+) -> bool:
+    """One native LNS-Madam step of one tensor, fused; False (nothing done) where it does not apply.
+
+    Updates the moment, ``packed`` and ``p`` in place exactly as
+    :meth:`~imaginate.optim.lns_madam.LNSMadam._native_foreach_step` does.
 
     Args:
-        p: the parameter (float32/float64, contiguous, CPU): receives ``table[new pattern]``.
+        p: the parameter (contiguous, CPU): receives ``table[new pattern]``.
         grad: its gradient (same shape).
         packed: the packed store (uint8 for B <= 8, int16 for B > 8).
-        exp_avg_sq: the second moment in ``p``'s dtype.
+        moment: the stored second moment: ``p``'s dtype ("fp32"), bfloat16 ("bf16") or uint8 codes ("lns8").
         table: decode table of every bit pattern (256 or 65536 entries, ``p``'s dtype).
         bias_correction: ``1 - beta ** step``.
         beta: second-moment decay.
@@ -428,19 +537,20 @@ def lns_madam_native_step(
         steps_per_unit: ``lr * gamma``, grid steps per unit of ``g_hat``.
         fmt: the store's format.
         underflow: "zero" or "saturate".
+        kind: the moment's format, "fp32", "bf16" or "lns8".
+        random_bits: bf16 / lns8: the int64 words of the stochastic store, :func:`random_words`.
+        moment_table: lns8: [256] float32 values of the codes at the scale they were stored with.
+        moment_scale: lns8: the scale to store against.
     """
-    tensors = (p, grad, packed, exp_avg_sq, table)
-    if (not kernels_enabled() or any(t.device.type != "cpu" or not t.is_contiguous() for t in tensors)
-            or p.dtype not in (torch.float32, torch.float64) or grad.dtype != p.dtype
-            or exp_avg_sq.dtype != p.dtype or table.dtype != p.dtype
-            or packed.dtype != (torch.int16 if fmt.bits > 8 else torch.uint8)):
+    if not native_step_applies(p, grad, packed, moment, fmt, kind) or table.dtype != p.dtype:
         return False
     module = _module()
-    if module is None:
-        return False
+    empty = torch.empty(0)
     scale_move = steps_per_unit != 1
     round_move = abs(steps_per_unit - round(steps_per_unit)) != 0
-    module.lns_madam_step(p.detach(), grad, packed, exp_avg_sq, table, beta, 1 - beta, bias_correction,
-                          float("inf") if g_bound is None else float(g_bound), float(steps_per_unit), scale_move,
-                          round_move, fmt.max_code, fmt.bits, underflow == "zero")
+    module.lns_madam_step(p.detach(), grad, packed, moment, table, _MOMENT_KINDS[kind],
+                          empty if random_bits is None else random_bits,
+                          empty if moment_table is None else moment_table, float(moment_scale), beta, 1 - beta,
+                          bias_correction, float("inf") if g_bound is None else float(g_bound),
+                          float(steps_per_unit), scale_move, round_move, fmt.max_code, fmt.bits, underflow == "zero")
     return True

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from imaginate.numerics.lns import LNSFormat, lns_encode
-from imaginate.numerics.lns_kernels import lns_madam_native_step
+from imaginate.numerics.lns_kernels import lns_madam_native_step, native_step_applies, random_words
 from imaginate.numerics.lns_pack import decode_table, pack_lns, unpack_lns
 from imaginate.optim.madam import (
     BETA,
@@ -280,6 +280,20 @@ class LNSMadam(torch.optim.Optimizer):
                 moment_tables[i] = lns8_table(s["exp_avg_sq_scale"], p.device)
                 s["exp_avg_sq_scale"] = lns8_next_scale(s["exp_avg_sq_scale"], [grads[i]], BETA)
         tables = [self._table(p, s, fmt) for p, s in zip(params, states)]
+        if moment != "fp32" and all(native_step_applies(p, p.grad, s["packed"], stored_moment(s, moment), fmt, moment)
+                                    for p, s in zip(params, states)):
+            # fused per tensor, all or none: the random bits are drawn as the slabs below draw them (per
+            # tensor, per piece of at most SLAB = lns_kernels.CHUNK elements), so the stream and result are the same
+            for i, (p, s) in enumerate(zip(params, states)):
+                n = p.numel()
+                if n == 0:
+                    continue
+                bits = random_words(n, self.generator)  # the words random_u16 draws piece by piece below
+                lns_madam_native_step(p, p.grad, s["packed"], stored_moment(s, moment), tables[i],
+                                      1 - BETA ** s["step"], BETA, group["g_bound"], steps_per_unit, fmt,
+                                      group["underflow"], moment, bits, moment_tables[i],
+                                      s.get("exp_avg_sq_scale", 0.0))
+            return
         code_mask, sign_shift = (1 << (fmt.bits - 1)) - 1, 7 if fmt.bits <= 8 else 15
         integer_move = abs(steps_per_unit - round(steps_per_unit)) == 0
         transitions, reach, width = None, 0, 0

@@ -93,15 +93,19 @@ def test_stochastic_neighbour_probabilities_follow_the_fraction():
     torch.testing.assert_close(up, fracs, atol=0.01, rtol=0)
 
 
-def _native_sides(cfg: dict, dtype: torch.dtype, steps: int = 20) -> list[tuple[list[torch.Tensor], LNSMadam]]:
-    shapes = [(300, 500), (7,), (70_001,), (3, 5)]  # the last one is passed transposed (non-contiguous)
+def _native_sides(cfg: dict, dtype: torch.dtype, steps: int = 20,
+                  transposed: bool = True) -> list[tuple[list[torch.Tensor], LNSMadam]]:
+    shapes = [(300, 500), (7,), (140_001,), (3, 5)]  # the last one is passed transposed (non-contiguous)
     gen = torch.Generator().manual_seed(0)
     start = [torch.randn(s, generator=gen, dtype=dtype) for s in shapes]
     start[1][0] = 0.0
     sides = []
     for fused in (True, False):
-        params = [w.clone().requires_grad_() for w in start[:3]] + [start[3].clone().t().requires_grad_()]
-        sides.append((params, LNSMadam(params, mode="native", **cfg), fused))
+        last = start[3].clone().t() if transposed else start[3].clone()
+        params = [w.clone().requires_grad_() for w in start[:3]] + [last.requires_grad_()]
+        # the bf16 / lns8 moments round stochastically: both sides draw from equally seeded generators
+        sides.append((params, LNSMadam(params, mode="native", generator=torch.Generator().manual_seed(3), **cfg),
+                      fused))
     for t in range(steps):
         for pa, pb in zip(sides[0][0], sides[1][0]):
             g = torch.randn(pa.shape, generator=gen, dtype=dtype) * (t % 3)  # every third step: zero gradients
@@ -119,10 +123,27 @@ def _native_sides(cfg: dict, dtype: torch.dtype, steps: int = 20) -> list[tuple[
     (dict(bits=8, gamma=8, lr=1 / 8, g_bound=None), torch.float32),
     (dict(bits=12, gamma=128, lr=3 / 256, underflow="saturate"), torch.float32),
     (dict(bits=16, gamma=1024, lr=1 / 1024), torch.float64),
-], ids=["b8", "b6", "b8_unbounded", "b12_offgrid_saturate", "b16_float64"])
-def test_fused_native_step_equals_the_multi_tensor_step(cfg, dtype):
-    (params_a, opt_a, _), (params_b, opt_b, _) = _native_sides(cfg, dtype)
-    assert lns_kernels.available()
+    (dict(bits=8, gamma=8, lr=1 / 8, moment="bf16"), torch.float32),
+    (dict(bits=8, gamma=8, lr=1 / 8, moment="lns8"), torch.float32),
+    (dict(bits=12, gamma=128, lr=3 / 256, moment="lns8", underflow="saturate"), torch.float32),
+], ids=["b8", "b6", "b8_unbounded", "b12_offgrid_saturate", "b16_float64", "b8_bf16", "b8_lns8", "b12_lns8"])
+def test_fused_native_step_equals_the_multi_tensor_step(cfg, dtype, monkeypatch):
+    from imaginate.optim import lns_madam
+    from imaginate.optim.multi_tensor import SLAB
+
+    assert lns_kernels.CHUNK == SLAB  # the fused step draws the moment's random words as the slabs do
+    calls = []
+
+    def counted(*args, **kwargs):
+        done = lns_kernels.lns_madam_native_step(*args, **kwargs)
+        calls.append(done)
+        return done
+
+    monkeypatch.setattr(lns_madam, "lns_madam_native_step", counted)
+    # fp32: the non-contiguous tensor takes the slab path beside the fused ones; bf16 / lns8: all or none
+    transposed = cfg.get("moment", "fp32") == "fp32"
+    (params_a, opt_a, _), (params_b, opt_b, _) = _native_sides(cfg, dtype, transposed=transposed)
+    assert lns_kernels.available() and any(calls)
     for pa, pb in zip(params_a, params_b):
         assert torch.equal(pa, pb)
         for key, value in opt_a.state[pa].items():
