@@ -55,6 +55,8 @@ _CPP = r"""
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
+#include <type_traits>
 #include <vector>
 
 #ifdef IMAGINATE_MKL_VML
@@ -81,6 +83,30 @@ static inline void log2_block(const T* in, T* out, int64_t n, bool fast = false)
 #endif
 
 static constexpr int64_t kBlock = 1024;
+
+// log2 of a positive normal finite float to ~3e-7 + 2^-23 |result| (exponent + atanh series of the mantissa
+// in [sqrt(1/2), sqrt(2))), branch-free so the compiler vectorises it. Nearest rounding uses it only where
+// the result is far from a rounding boundary (and r is normal); elsewhere it takes MKL's/ATen's log2
+static inline float fast_log2f(float r) {
+  uint32_t bits;
+  std::memcpy(&bits, &r, 4);
+  const uint32_t frac = bits & 0x7FFFFFu;
+  const int32_t big = (int32_t)(frac > 0x3504F3u);  // mantissa above sqrt(2): halve it, one octave more
+  const float e = (float)((int32_t)(bits >> 23) - 127 + big);
+  const uint32_t mantissa = frac | (0x3F800000u - ((uint32_t)big << 23));
+  float m;
+  std::memcpy(&m, &mantissa, 4);
+  const float s = (m - 1.0f) / (m + 1.0f), s2 = s * s;  // log2(m) = 2 / ln 2 * atanh(s)
+  float poly = std::fma(s2, 0.32059889797532520f, 0.41219858311113244f);
+  poly = std::fma(s2, poly, 0.57707801635558536f);
+  poly = std::fma(s2, poly, 0.96179669392597560f);
+  poly = std::fma(s2, poly, 2.88539008177792680f);
+  return std::fma(s, poly, e);
+}
+static inline void fast_log2_block(const float* in, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = fast_log2f(in[i]);
+}
+static inline void fast_log2_block(const double* in, double* out, int64_t n) { log2_block(in, out, n); }
 
 static inline uint64_t splitmix64(uint64_t z) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
@@ -141,14 +167,28 @@ static void quantize_impl(const T* x, T* out, int64_t n, T scale, T gamma, T max
     alignas(64) T uni[kBlock];
     const Vec vgamma(gamma), vneg(T(-1) / gamma), vscale(scale), vmax(max_e), vzero(T(0)), vone(T(1));
     const Vec vsign(T(-0.0));
+    const Vec vmin_normal(std::numeric_limits<T>::min()), vmax_finite(std::numeric_limits<T>::max());
     for (int64_t b = begin; b < end; b += kBlock) {
       const int64_t m = std::min(kBlock, end - b);
       for (int64_t i = 0; i < m; ++i) ratio[i] = scale / std::abs(x[b + i]);  // +inf for 0
-      log2_block(ratio, lg, m, stochastic);
+      fast_log2_block(ratio, lg, m);  // float: checked below; double: MKL / ATen
       if (stochastic) fill_uniform(uni, m, seed, b);
       for (int64_t i = 0; i < m; i += Vec::size()) {
         const int64_t k = std::min<int64_t>(Vec::size(), m - i);
         Vec t = Vec::loadu(lg + i, k) * vgamma;  // the real-valued exponent
+        if (std::is_same<T, float>::value) {  // lanes the fast log2 cannot settle: the exact one (rare)
+          const Vec r = Vec::loadu(ratio + i, k);
+          Vec bad = (r < vmin_normal) | (r > vmax_finite) | (r != r);  // 0, inf, NaN, subnormal ratios
+          if (!stochastic) {  // within a safe margin of a rounding boundary (half-integer)
+            const Vec margin = vgamma * Vec(T(1e-6)) + t.abs() * Vec(T(0x1p-19));
+            bad = bad | ((t - t.floor() - Vec(T(0.5))).abs() < margin);
+          }
+          if (bad.zero_mask() != (1 << Vec::size()) - 1) {
+            alignas(64) T exact[Vec::size()];
+            log2_block(ratio + i, exact, k);
+            t = Vec::loadu(exact, k) * vgamma;
+          }
+        }
         Vec e;
         if (stochastic) {  // floor + (frac - u > 0): up with probability frac
           Vec fl = t.floor();
