@@ -4,8 +4,8 @@ second moment's storage format -> docs/results/optim_speed.md (issue 17's target
 1. Bytes per parameter (weights + optimizer state), counted from the live tensors after one step.
 2. Optimizer step time / ``torch.optim.Adam(foreach=True)`` on ~11 M parameters: each optimizer
    and Adam alternate (A, B, A, B, ...) in one process, 1 thread; the median of the per-pair ratios.
-   Native LNS-Madam with the fp32 moment runs the fused C++ step (imaginate.numerics.lns_kernels) and,
-   as a second row, the multi-tensor PyTorch step (kernels off).
+   Native LNS-Madam runs the fused C++ step (imaginate.numerics.lns_kernels) and, as a second row, the
+   multi-tensor PyTorch step (kernels off).
 3. Quantised / FP32 training-step time (quantisers on / off, alternating) on the Fashion-MNIST CNN
    and the char transformer, with the fused C++ quantisers (default), the slab-by-slab PyTorch ones
    (kernels off) and the reference ones.
@@ -57,9 +57,11 @@ def _optimizers() -> dict[str, callable]:
         "LNSMadam reference (multi-tensor)": lambda ps: LNSMadam(ps),
         NATIVE: native(8, 8),
         "LNSMadam native B=8, fp32 moment (multi-tensor, kernels off)": native(8, 8),
-        "LNSMadam native B=8, bf16 moment": native(8, 8, "bf16"),
-        "LNSMadam native B=8, lns8 moment": native(8, 8, "lns8"),
-        "LNSMadam native B=6, lns8 moment": native(6, 2, "lns8"),
+        "LNSMadam native B=8, bf16 moment (fused C++ kernel)": native(8, 8, "bf16"),
+        "LNSMadam native B=8, bf16 moment (multi-tensor, kernels off)": native(8, 8, "bf16"),
+        "LNSMadam native B=8, lns8 moment (fused C++ kernel)": native(8, 8, "lns8"),
+        "LNSMadam native B=8, lns8 moment (multi-tensor, kernels off)": native(8, 8, "lns8"),
+        "LNSMadam native B=6, lns8 moment (fused C++ kernel)": native(6, 2, "lns8"),
         "LNSMadam native B=8, fp32 moment (per-tensor)": native(8, 8, foreach=False),
     }
 
@@ -208,8 +210,8 @@ def write_markdown(mem, steps, quant, moments, meta) -> str:
              f"Fused C++ kernels (`imaginate/numerics/lns_kernels.py`, built on first use): {meta['kernels']}. They "
              "fuse the LNS quantiser (one pass plus a max-abs pass; round-to-nearest gives the same bits as "
              "`lns_quantize`, stochastic rounding uses counter-based random numbers seeded once per call from "
-             "torch's generator) and the native LNS-Madam step with the fp32 moment (same bits as the multi-tensor "
-             "step). `IMAGINATE_NO_KERNELS=1` turns them off.", "",
+             "torch's generator) and the native LNS-Madam step (same bits as the multi-tensor step, with each "
+             "moment format). `IMAGINATE_NO_KERNELS=1` turns them off.", "",
              "## Bytes per parameter (weights + optimizer state)", "",
              "Counted from the live tensors after one step. `param` is the float32 parameter tensor the "
              "framework (nn.Module, autograd, state_dict, checkpoints) reads; in native LNS-Madam it is the "
@@ -238,7 +240,9 @@ def write_markdown(mem, steps, quant, moments, meta) -> str:
               f"LNS-Madam <= {TARGETS['lns_native']}x: {native:.2f}x (fp32 moment, fused kernel) "
               f"{_hit(native, TARGETS['lns_native'])}. The multi-tensor steps give the same bits as the per-tensor "
               "ones (tests/optim/test_lns_store.py), the fused step the same bits as the multi-tensor one "
-              "(tests/numerics/test_lns_kernels.py). The bf16 and lns8 moments have no fused step yet.", ""]
+              "(tests/numerics/test_lns_kernels.py). The fused steps with the bf16 and lns8 moments draw the random bits of their stochastic "
+              "rounding from torch's generator exactly as the slab step does (same bits), which is most of "
+              "their remaining cost.", ""]
     for key in ("profile_madam", "profile_native"):
         if key in meta:
             lines.append(f"Profile of the missed target ({key.split('_')[1]}), self CPU time: {meta[key]}.")
