@@ -167,7 +167,7 @@ static void quantize_impl(const T* x, T* out, int64_t n, T scale, T gamma, T max
     alignas(64) T uni[kBlock];
     const Vec vgamma(gamma), vneg(T(-1) / gamma), vscale(scale), vmax(max_e), vzero(T(0)), vone(T(1));
     const Vec vsign(T(-0.0));
-    const Vec vmin_normal(std::numeric_limits<T>::min()), vmax_finite(std::numeric_limits<T>::max());
+    const Vec vmin_normal(std::numeric_limits<T>::min());
     for (int64_t b = begin; b < end; b += kBlock) {
       const int64_t m = std::min(kBlock, end - b);
       for (int64_t i = 0; i < m; ++i) ratio[i] = scale / std::abs(x[b + i]);  // +inf for 0
@@ -178,7 +178,9 @@ static void quantize_impl(const T* x, T* out, int64_t n, T scale, T gamma, T max
         Vec t = Vec::loadu(lg + i, k) * vgamma;  // the real-valued exponent
         if (std::is_same<T, float>::value) {  // lanes the fast log2 cannot settle: the exact one (rare)
           const Vec r = Vec::loadu(ratio + i, k);
-          Vec bad = (r < vmin_normal) | (r > vmax_finite) | (r != r);  // 0, inf, NaN, subnormal ratios
+          const Vec vinf(std::numeric_limits<T>::infinity());
+          t = Vec::blendv(t, vinf, r == vinf);  // x = 0: log2(+inf) = +inf, flushed to zero below
+          Vec bad = (r < vmin_normal) | (r != r);  // x = inf (r = 0), NaN, subnormal ratios
           if (!stochastic) {  // within a safe margin of a rounding boundary (half-integer)
             const Vec margin = vgamma * Vec(T(1e-6)) + t.abs() * Vec(T(0x1p-19));
             bad = bad | ((t - t.floor() - Vec(T(0.5))).abs() < margin);
