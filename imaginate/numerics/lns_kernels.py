@@ -1,29 +1,33 @@
 """Fused CPU kernels (C++) of the LNS quantiser and of LNS-Madam's native step, built on first use.
 
-Two kernels, compiled with ``torch.utils.cpp_extension.load_inline`` the first time one is needed
-and cached in torch's extension directory (``TORCH_EXTENSIONS_DIR``, by default
-``~/.cache/torch_extensions``):
+Compiled with ``torch.utils.cpp_extension.load_inline`` (needs g++ and ninja) the first time one is
+needed, about 40 s, and cached in torch's extension directory (``TORCH_EXTENSIONS_DIR``, by default
+``~/.cache/torch_extensions``), keyed by a hash of the source, flags and torch version.
 
 - :func:`lns_quantize_kernel`: :func:`~imaginate.numerics.lns.lns_quantize` with a per-tensor scale
-  in one pass over the tensor (plus one max-abs pass when the scale is not given), blocks of 1024
-  elements split over ``at::parallel_for``. Round-to-nearest performs the same float operations as
-  the PyTorch path with the same implementations: ``log2`` through MKL's ``vmsLog2`` / ``vmdLog2`` in
-  torch's mode (``VML_HA``) where torch uses MKL, else ATen's vectorised ``log2``; ``exp2`` through
-  ATen's ``Vectorized::exp2`` (SLEEF), compiled for the CPU capability torch dispatches to. So
-  nearest rounding gives the same bits as ``lns_quantize``; a self-check at load time compares them on
-  ~50k values of several formats and falls back to PyTorch if a single bit differs.
-  Stochastic rounding draws no random tensor: the uniform number of element ``i`` is the splitmix64
-  hash of ``seed + i * golden`` (24 bits for float32, 53 for float64), and ``seed`` is drawn once per
-  call from torch's generator (the one given, or the default), so a run is reproducible from
-  ``torch.manual_seed`` / the generator's state. It rounds up with probability ``frac`` (within
-  ``2 ** -24``), unbiased in the log domain like the PyTorch path, but it is a different random
-  stream: equal in distribution, not in bits.
-- :func:`lns_madam_native_step`: the native LNS-Madam update of one tensor with a float32/float64
-  second moment (moment, normalised gradient, rounding, the integer move of the packed sign+code
-  bytes, table decode into the parameter) in one loop; the same float operations in the same order
-  as the multi-tensor path (compiled with ``-ffp-contract=off``, with the one fused multiply-add torch's
-  own ``addcmul_`` kernel performs written out as ``fma``), so the same bits (tests compare codes,
-  moments and parameters).
+  in one pass (plus a max-abs pass when no scale is given), blocks of 1024 elements over
+  ``at::parallel_for``. Round-to-nearest gives the same bits as ``lns_quantize``: its ``log2`` comes
+  from a vectorised series accurate to ~1e-7 wherever the exponent is far from a rounding boundary,
+  and, for the rare lanes within a safety margin of one (or with subnormal / non-finite ratios), from
+  the function torch itself calls (MKL's ``vmsLog2`` in torch's ``VML_HA`` mode where torch uses MKL,
+  else ATen's vectorised ``log2``); ``exp2`` is ATen's ``Vectorized::exp2`` (SLEEF, looked up in a
+  per-call table of the same values) compiled for the CPU capability torch dispatches to, and glibc's
+  scalar ``exp2`` on the elements where torch's kernel takes its scalar tail (the last
+  ``len % 16`` of each thread's chunk). A self-check at load time compares ~50k values of four
+  formats with ``lns_quantize`` and falls back to PyTorch if a single bit differs.
+  Stochastic rounding draws no random tensor: the uniform number of element ``i`` is a counter-based
+  hash of ``(seed, i)`` (two rounds of a 32-bit multiply-xorshift hash, 24 bits, for float32;
+  splitmix64, 53 bits, for float64), with ``seed`` drawn once per call from torch's generator (the
+  one given, or the default): reproducible from ``torch.manual_seed`` / the generator's state,
+  unbiased in the log domain like the PyTorch path (up within ``2 ** -24`` of probability ``frac``),
+  but a different random stream: equal in distribution, not in bits.
+- :func:`lns_madam_native_step`: the native LNS-Madam update of one tensor (moment, normalised
+  gradient, rounding, the integer move of the packed sign + code, table decode into the parameter)
+  in one loop, with the same float operations in the same order as the multi-tensor path (compiled
+  with ``-ffp-contract=off``; the one fused multiply-add of torch's own ``addcmul_`` is written as
+  ``fmadd``), so the same bits. The bf16 and lns8 moments round stochastically with 16-bit numbers
+  cut from the 64-bit words the multi-tensor step would draw (:func:`random_words`), so they match
+  bit for bit too (tests compare codes, moments and parameters).
 
 Fallback: with ``IMAGINATE_NO_KERNELS=1`` in the environment, for CUDA tensors, other dtypes,
 per-channel scales, or when the build fails (no compiler, no ninja: one warning line), the callers

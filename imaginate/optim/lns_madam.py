@@ -125,8 +125,10 @@ class LNSMadam(torch.optim.Optimizer):
     encodes every parameter at once, so that even the first forward pass sees stored weights.
 
     ``foreach=True`` (default) runs the multi-tensor step over slabs of at most 65536 elements
-    (:mod:`imaginate.optim.multi_tensor`); ``False`` runs the per-tensor reference step, which
-    unpacks the store into int16 codes and int8 signs. Both give the same bits (tests).
+    (:mod:`imaginate.optim.multi_tensor`), and in native mode on a CPU the fused C++ step of
+    :mod:`imaginate.numerics.lns_kernels` where it applies (``IMAGINATE_NO_KERNELS=1``: never);
+    ``False`` runs the per-tensor reference step, which unpacks the store into int16 codes and int8
+    signs. All give the same bits (tests).
 
     Group keys ``mode``, ``bits``, ``gamma``, ``underflow`` and ``moment`` must not change once a
     tensor has state.
