@@ -26,8 +26,10 @@ def _values(n: int, dtype: torch.dtype, seed: int = 0) -> torch.Tensor:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """One thread unless a test asks for two (the machine is shared; OpenMP waits are slow under load)."""
+def _one_thread(monkeypatch):
+    """One thread unless a test asks for two (the machine is shared; OpenMP waits are slow under load);
+    the kernels on even where the environment turns them off (these tests are about them)."""
+    monkeypatch.delenv("IMAGINATE_NO_KERNELS", raising=False)
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
