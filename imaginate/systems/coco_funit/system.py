@@ -104,10 +104,11 @@ class COCOFUNITOptimConfig:
 class COCOFUNITLossConfig:
     """Weights of the G objective (the reference: 1, 1, 0.1).
 
-    ``adversarial_warmup`` > 0 (an option for small presets; the reference has none) ramps the GAN and
-    feature-matching weights linearly from 0 to their values over that many steps, so that G first
-    learns to reconstruct its input: at batch 8 on a CPU the adversarial terms from the first step kept
-    the same-image reconstruction a blur for thousands of steps (docs/results/coco_funit.md).
+    ``adversarial_warmup`` = W > 0 (an option for small presets; the reference has none) sets the GAN and
+    feature-matching weights to 0 for the first W / 2 steps and ramps them linearly to their values over
+    the next W / 2, so that G first learns to reconstruct its input: at batch 8 on a CPU the adversarial
+    terms, even at a third of their weight, kept the same-image reconstruction a blur for thousands of
+    steps (docs/results/coco_funit.md).
     """
 
     gan: float = 1.0
@@ -122,7 +123,9 @@ class COCOFUNITLossConfig:
 
     def adversarial_scale(self, step: int) -> float:
         """The factor on the GAN and feature-matching weights at ``step`` (0-based): 1 without warm-up."""
-        return 1.0 if self.adversarial_warmup == 0 else min(1.0, step / self.adversarial_warmup)
+        if self.adversarial_warmup == 0:
+            return 1.0
+        return min(1.0, max(0.0, 2.0 * step / self.adversarial_warmup - 1.0))
 
 
 @dataclass
