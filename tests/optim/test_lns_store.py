@@ -56,7 +56,7 @@ def unpacked_native_reference(params, lr, bits, gamma, p_scale=3.0, g_bound=10.0
         codes, signs = lns_encode(p.detach(), fmt, scale=torch.tensor(scale), rounding="nearest")
         state[id(p)] = dict(t=0, scale=scale, v=torch.zeros_like(p), codes=codes, signs=signs)
         with torch.no_grad():
-            p.copy_(lns_decode(codes, signs, torch.tensor(scale), fmt, p.dtype))
+            p.copy_(decode_packed(pack_lns(codes, signs, fmt), decode_table(fmt, torch.tensor(scale), p.dtype)).view_as(p))
 
     def step():
         for p in params:
@@ -71,7 +71,9 @@ def unpacked_native_reference(params, lr, bits, gamma, p_scale=3.0, g_bound=10.0
             alive = (s["signs"] != 0) & (codes <= fmt.max_code - 1)
             s["signs"] = torch.where(alive, s["signs"], 0).to(torch.int8)
             s["codes"] = torch.where(alive, codes.clamp(0, fmt.max_code - 1), fmt.max_code).to(torch.int16)
-            p.copy_(lns_decode(s["codes"], s["signs"], torch.tensor(s["scale"]), fmt, p.dtype))
+            # decoded as LNSMadam decodes (its table): lns_decode's scalar tail may differ in the last bit
+            table = decode_table(fmt, torch.tensor(s["scale"]), p.dtype)
+            p.copy_(decode_packed(pack_lns(s["codes"], s["signs"], fmt), table).view_as(p))
 
     return step
 
