@@ -1,7 +1,6 @@
 """The lns_madam demo part on zoo weights (issue #20): nothing is trained, the zoo models are evaluated,
 the packed 8-bit store reproduces the trained weights, and the part carries its provenance and curves."""
 
-import time
 
 import pytest
 
@@ -21,9 +20,7 @@ def test_zoo_demo_trains_nothing_and_shows_the_zoo_models(tmp_path, monkeypatch)
 
     monkeypatch.setattr(engine, "run_training", no_training)
     monkeypatch.setattr(loop, "run_training", no_training)
-    start = time.time()
-    part = get_system("lns_madam").demo(tmp_path, train=False)
-    assert time.time() - start < 30
+    part = get_system("lns_madam").demo(tmp_path, train=False)  # (its time is in the demo report, not asserted)
     # no run folder: no checkpoints, metrics or run descriptions anywhere under the demo's output
     assert not [p for p in tmp_path.rglob("*") if p.name in ("checkpoints", "metrics.jsonl", "run.json")]
     assert part.images and all(path.is_file() and path.stat().st_size > 1000 for _, path in part.images)
