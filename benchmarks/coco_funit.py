@@ -210,8 +210,7 @@ def comparison_grid(runs: dict[str, str], out: Path, captions: dict[str, str] | 
     truth (the style's species drawn in the content's pose), captioned panels side by side."""
     import torch
 
-    from imaginate.data import SPLIT, render_species_batch
-    from imaginate.data.species import SpeciesDataset
+    from imaginate.data import SPLIT, SpeciesDataset, render_species_batch
     from imaginate.engine.images import captioned_panel, make_grid, side_by_side
     from imaginate.engine.loop import load_run
     from imaginate.systems.coco_funit.evaluation import CONTENT_SEED

@@ -23,17 +23,13 @@ from imaginate.data.heads import (
 from imaginate.data.image_folder import ImageFolderDataset, ImageFolderSubset, load_image_folder
 from imaginate.data.species import (
     NUM_SPECIES,
-    SPLIT,
-    SpeciesArrays,
     SpeciesContent,
-    SpeciesDataset,
-    SpeciesSplit,
     facing_difference,
-    load_species,
     render_species,
     render_species_batch,
     sample_content,
 )
+from imaginate.data.species_sets import SPLIT, SpeciesArrays, SpeciesDataset, SpeciesSplit, load_species
 from imaginate.data.text import CharCorpus, load_char_corpus
 from imaginate.data.video_folder import VideoClip, VideoFolder, read_crop_boxes
 

@@ -9,8 +9,8 @@ import torch
 
 import imaginate.systems.coco_funit  # noqa: F401  (registers the system)
 from imaginate.config import build_config
-from imaginate.data import render_species_batch
-from imaginate.data.species import PLAIN_BACKGROUND, load_species
+from imaginate.data import load_species, render_species_batch
+from imaginate.data.species import PLAIN_BACKGROUND
 from imaginate.engine import DistEnv, RunContext, unwrap
 from imaginate.systems.coco_funit import evaluation
 from imaginate.systems.coco_funit.evaluation import eval_dead_share, is_collapsed, species_eval_data

@@ -49,8 +49,7 @@ def held_out(size: int, seed: int, look: tuple[bool, str]):
     """The demo's fixed images, drawn with seeds training and evaluation did not use: contents of every
     seen species (``CONTENTS_PER_SPECIES`` each) and one style example of every species (seen and unseen).
     ``look`` is the data's (plain_background, variant)."""
-    from imaginate.data import SPLIT
-    from imaginate.data.species import NUM_SPECIES, SpeciesDataset
+    from imaginate.data import NUM_SPECIES, SPLIT, SpeciesDataset
 
     contents = SpeciesDataset(SPLIT.seen, CONTENTS_PER_SPECIES, size, seed + DEMO_SEED, *look).prerender()
     styles = SpeciesDataset(range(NUM_SPECIES), 1, size, seed + DEMO_SEED + 1, *look).prerender()
