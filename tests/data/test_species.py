@@ -242,6 +242,10 @@ def test_simple_variant_species_differ_in_shape_and_colour_and_keep_the_geometry
     # species with the same shape types differ in size: no two masks are the same
     for a, b in itertools.combinations(range(NUM_SPECIES), 2):
         assert _iou(masks[a], masks[b]) < 0.95, (a, b)
+    # the renderer draws the variant asked for: the simple masks are not the full variant's
+    full = render_species_batch(list(range(4)), SpeciesContent().to_tensor()[None].repeat(4, 1),
+                                torch.zeros(4, dtype=torch.int64), 64, True)[1]
+    assert all(_iou(full[s], masks[s]) < 0.9 for s in range(4))
     # not the full variant's appearances, and no outline
     assert all(not appearance(s, "simple").outline and appearance(s, "simple") != appearance(s) for s in range(4))
     # the renderer's geometry is shared: a flip mirrors the simple creature's mask too
