@@ -78,7 +78,8 @@ def decode_table(fmt: LNSFormat, scale: Tensor | float, dtype: torch.dtype = tor
         dtype: floating dtype of the values.
     """
     compute = torch.float64 if dtype == torch.float64 else torch.float32
-    index = torch.arange(_patterns(fmt), dtype=torch.int64)
+    device = scale.device if isinstance(scale, Tensor) else None  # built where the scale lives (CUDA too)
+    index = torch.arange(_patterns(fmt), dtype=torch.int64, device=device)
     codes = index & ((1 << (fmt.bits - 1)) - 1)
     negative = ((index >> _sign_bit(fmt)) & 1).to(torch.bool)
     # the same arithmetic as lns_decode: scale * exp2(codes * (-1 / gamma)), then the sign

@@ -47,6 +47,16 @@ def test_pack_round_trips_every_code_and_sign(bits):
             torch.testing.assert_close(decoded, reference, rtol=2**-52, atol=0)
 
 
+@pytest.mark.parametrize("bits", [8, 16])
+def test_decode_table_is_built_on_the_scale_device(bits):
+    # The native LNSMadam step passes a scale on the parameter's device; a table built on the CPU failed on
+    # CUDA ("found at least two devices", seen on an H200). The meta device catches the same mix on a CPU box.
+    fmt = LNSFormat(bits=bits, gamma=8)
+    table = decode_table(fmt, torch.tensor(0.5, device="meta"), torch.float32)
+    assert table.device.type == "meta" and table.shape == (2 ** bits,)
+    assert decode_table(fmt, 0.5).device.type == "cpu"  # a float scale: the CPU, as before
+
+
 def unpacked_native_reference(params, lr, bits, gamma, p_scale=3.0, g_bound=10.0):
     """Encodes ``params`` now; returns ``step()`` updating int16 codes / int8 signs (the pre-packing store)."""
     fmt = LNSFormat(bits=bits, gamma=gamma)
