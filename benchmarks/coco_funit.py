@@ -12,6 +12,7 @@ training step time of both, interleaved step by step in one process.
 
     python benchmarks/coco_funit.py             # 2 models x 3 seeds at the cpu preset, one process at a time
     python benchmarks/coco_funit.py --quick     # 1 seed, 60 steps (smoke test)
+    python benchmarks/coco_funit.py --preset cpu_simple --work runs/bench_coco_funit_cpu_simple --workers 2
     python benchmarks/coco_funit.py --collect-only
     python benchmarks/coco_funit.py --collect-only --reuse-timing --long runs/zoo/coco_funit_cpu
                                                # also report a finished longer cpu-preset run (the zoo entry's)
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -31,7 +33,7 @@ from common import QUIET, finished_run, machine_line, mean_std, run_pool  # noqa
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results"
-PRESET = "cpu"
+PRESET = os.environ.get("IMAGINATE_BENCH_PRESET", "cpu")  # --preset sets it (spawned workers inherit it)
 SEEDS = (0, 1, 2)
 MODELS = {
     "coco_funit": ("COCO-FUNIT (content-conditioned style code)", ["model.content_conditioned=true"]),
@@ -378,7 +380,8 @@ def write_report(results: list[dict], steps: int, timing: dict, grids: dict[str,
     lines = [
         "# COCO-FUNIT vs FUNIT on the procedural species",
         "",
-        f"Written by `benchmarks/coco_funit.py`. `cpu` preset (32 px, plain grey backgrounds, 19 seen species), "
+        f"Written by `benchmarks/coco_funit.py`. `{PRESET}` preset (32 px, plain grey backgrounds, 19 seen species"
+        f"{'; the simple species: few large parts in bold colours' if PRESET == 'cpu_simple' else ''}), "
         f"{steps} steps, batch 8, seeds {', '.join(map(str, seeds))}; mean ± std over the runs that did not "
         "collapse. Evaluation: the 5 unseen species, K style examples each, the same content images and "
         f"examples for both models. {machine_line(workers)}; the machine was shared with other jobs.",
@@ -459,7 +462,7 @@ def write_report(results: list[dict], steps: int, timing: dict, grids: dict[str,
         lines.append(f"| {label} | {', '.join(f'{v:.2f}' for v in shares)} |")
     lines += [""]
     lines += ["## Training step time", "",
-              f"`cpu` preset, batch 8, 1 thread; both models stepped alternately in one process ({timing['rounds']} "
+              f"`{PRESET}` preset, batch 8, 1 thread; both models stepped alternately in one process ({timing['rounds']} "
               f"rounds after {timing['warmup']} warm-up rounds), median seconds per step (one D and one G update); "
               "the machine was shared, so absolute times are inflated, the ratio less so"
               + (" (measured in an earlier run of this script and kept)" if timing.get("reused") else "") + ".", "",
@@ -517,6 +520,7 @@ def verdict(results: list[dict], failed: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default=PRESET, help="coco_funit preset of both models (cpu, cpu_simple)")
     parser.add_argument("--steps", type=int, default=0, help="0 = the preset's")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--workers", type=int, default=1)
@@ -532,6 +536,9 @@ def main() -> None:
     parser.add_argument("--long", default="", metavar="RUN_DIR",
                         help="also report this finished longer COCO-FUNIT cpu-preset run (e.g. runs/zoo/coco_funit_cpu)")
     args = parser.parse_args()
+    if args.preset != PRESET:  # the module's functions read PRESET, in this process and in the spawned workers
+        os.environ["IMAGINATE_BENCH_PRESET"] = args.preset
+        globals()["PRESET"] = args.preset
     steps = args.steps or preset_steps()
     if args.quick:
         steps, args.seeds = 60, [0]
