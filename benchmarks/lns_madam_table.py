@@ -233,7 +233,8 @@ def write_markdown(results, meta, bits_list, path: Path, plot: Path) -> None:
         o = meta["overhead"]
         lines += ["", f"Quantisation overhead (Fashion-MNIST CNN, 1 thread, measured in one run, alternating steps): "
                       f"{o['quantised_ms']:.1f} ms per step with quantisers vs {o['float_ms']:.1f} ms without, "
-                      f"a ratio of {o['ratio']:.2f}x (quantisers are emulated in PyTorch, not native low-bit kernels)."]
+                      f"a ratio of {o['ratio']:.2f}x (the formats are emulated in float arithmetic - fused C++ quantisers "
+                      f"on a CPU when they build, PyTorch otherwise - not run on low-bit hardware)."]
     if meta.get("store_note"):
         lines += ["", meta["store_note"]]
     lines += ["", f"![accuracy vs bits]({plot.name})", ""]

@@ -163,8 +163,20 @@ def render_clips(identity_seeds: list[int], clip_seeds: list[int], frames: int, 
     return result
 
 
+def check_train_clips_fit(cfg: FaceDataConfig, total: int | None = None) -> None:
+    """Refuse (one line naming the keys) training clips that would not fit in memory: they are rendered up
+    front as float32 frames, and the per-clip list and its stacked copy coexist while stacking."""
+    from imaginate.data.memory import check_fits
+
+    frames = cfg.train_clips * cfg.clip_frames
+    check_fits(f"training clips ({frames} frames at {cfg.image_size} px)", 2 * frames * 3 * cfg.image_size ** 2 * 4,
+               "data.train_clips / data.clip_frames / data.image_size", total=total)
+
+
 def train_clip_data(cfg: FaceDataConfig) -> dict:
     from imaginate.data.heads import IDENTITY_SPLIT
+
+    check_train_clips_fit(cfg)
 
     ids = [IDENTITY_SPLIT.train[i] for i in range(cfg.train_clips)]
     return render_clips(ids, list(range(cfg.train_clips)), cfg.clip_frames, cfg.frame_stride, cfg.image_size)

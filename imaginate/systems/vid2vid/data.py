@@ -70,6 +70,22 @@ class Vid2VidDataConfig:
         return min(self.seq_len_max, self.seq_len_start * 2 ** (step // self.seq_len_double_every))
 
 
+# bytes per pixel per frame of a rendered training video as stacked: labels int64 (8), photo float32 x3 (12),
+# depth (4), flow x2 (8), flow_valid (4); tests/vid2vid checks it against a real render
+VIDEO_BYTES_PER_PIXEL = 36
+
+
+def check_train_set_fits(cfg: Vid2VidDataConfig, height: int, width: int, total: int | None = None) -> None:
+    """Refuse (one line naming the keys) a training set that would not fit in memory: it is rendered up
+    front, and the rendered list and its stacked copy coexist while stacking."""
+    from imaginate.data.memory import check_fits
+
+    frames = cfg.train_worlds * cfg.videos_per_world * cfg.frames
+    check_fits(f"training videos ({frames} frames at {height}x{width})",
+               2 * frames * height * width * VIDEO_BYTES_PER_PIXEL,
+               "data.train_worlds / data.videos_per_world / data.frames", total=total)
+
+
 def render_videos(cfg: Vid2VidDataConfig, split: str, seed: int, height: int, width: int,
                   frames: int | None = None, paths: list[str] | None = None, num_sequences: int | None = None,
                   num_worlds: int | None = None) -> list:

@@ -33,7 +33,13 @@ from imaginate.engine import RunContext, System, make_grid, unwrap
 from imaginate.engine.system import frozen
 from imaginate.nn import MultiScalePatchDiscriminator, PerceptualLoss, d_loss, feature_matching_loss, g_loss
 from imaginate.nn.perceptual import offline_perceptual_loss
-from imaginate.systems.vid2vid.data import Vid2VidDataConfig, render_videos, stack_videos, window_batch
+from imaginate.systems.vid2vid.data import (
+    Vid2VidDataConfig,
+    check_train_set_fits,
+    render_videos,
+    stack_videos,
+    window_batch,
+)
 from imaginate.systems.vid2vid.evaluation import psnr, revisit_error, warping_error
 from imaginate.systems.vid2vid.inference import one_hot, per_frame_spade, synthesize, video_geometry
 from imaginate.systems.vid2vid.losses import Vid2VidLossConfig, flow_loss, guidance_loss, warp_loss
@@ -133,6 +139,7 @@ class Vid2VidSystem(System):
     def train_videos(self) -> dict[str, Tensor]:
         if self._train is None:
             m = self.cfg.model
+            check_train_set_fits(self.cfg.data, m.height, m.width)
             self._train = stack_videos(render_videos(self.cfg.data, "train", self.ctx.seed, m.height, m.width))
         return self._train
 
