@@ -2,8 +2,9 @@
 the device at hand -> docs/results/paper_presets.md (+ .json).
 
 Each preset runs in its own process (a crash, an out-of-memory or a hang costs that row only): build the
-config from the preset file (plus the few overrides listed per row, which only shorten one-off set-up
-stages such as GANcraft's pseudo-GT translator), build the system through the engine, run ``--warmup``
+config from the preset file (plus the overrides listed per row: procedural data where the preset names a
+data set that is not shipped, shorter one-off stages such as GANcraft's pseudo-GT translator, and with
+--small-data fewer procedural clips / worlds), build the system through the engine, run ``--warmup``
 steps, then time ``--steps`` steps (device synchronised after each). Reported per row: parameters, the
 median step time and its projection to the preset's full step count, peak device memory, whether AMP was
 on, whether every logged loss stayed finite, and the set-up time (data generation + one-off stages).
@@ -11,6 +12,7 @@ on, whether every logged loss stayed finite, and the set-up time (data generatio
     python benchmarks/paper_presets.py                      # all rows on the default device
     python benchmarks/paper_presets.py --only gan wsod      # some rows
     python benchmarks/paper_presets.py --smoke              # CPU plumbing check: batch 2, 1 + 1 steps
+    python benchmarks/paper_presets.py --merge a.json b.json  # one table from several runs (later rows win)
 
 Absolute figures are the point on a GPU; on a CPU with --smoke the table only says the presets start.
 """
@@ -29,8 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "results" / "paper_presets.md"
 
-# (row name, system, overrides). The overrides shorten one-off stages only; the trained networks, batch
-# sizes, resolutions and losses are the preset's.
+# (row name, system, overrides). The trained networks, batch sizes, resolutions and losses are the preset's.
 ROWS: list[tuple[str, str, list[str]]] = [
     ("classify (ResNet-18, Madam)", "classify", []),
     ("lns_madam (ResNet-18, LNS-Madam B=16)", "lns_madam", []),
