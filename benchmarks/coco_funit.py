@@ -1,4 +1,5 @@
-"""COCO-FUNIT vs FUNIT at the same budget on the procedural species -> docs/results/coco_funit.md.
+"""COCO-FUNIT vs FUNIT at the same budget on the procedural species -> docs/results/coco_funit.md
+(``--preset cpu``; another preset writes docs/results/coco_funit_PRESET.md).
 
 Both models are ``imaginate train coco_funit --preset cpu`` (32 px, plain grey backgrounds), FUNIT with
 ``model.content_conditioned=false``, trained for the same steps from the same seeds, one process at a
@@ -532,13 +533,14 @@ def main() -> None:
                         help="recompute finished runs' metrics with the current evaluation code")
     parser.add_argument("--out", default=str(RESULTS), help="where the report goes (default: docs/results)")
     parser.add_argument("--reuse-timing", action="store_true",
-                        help="keep the step-time measurement of the last report (docs/results/coco_funit.json)")
+                        help="keep the step-time measurement of the last report (docs/results/coco_funit[_PRESET].json)")
     parser.add_argument("--long", default="", metavar="RUN_DIR",
                         help="also report this finished longer COCO-FUNIT cpu-preset run (e.g. runs/zoo/coco_funit_cpu)")
     args = parser.parse_args()
     if args.preset != PRESET:  # the module's functions read PRESET, in this process and in the spawned workers
         os.environ["IMAGINATE_BENCH_PRESET"] = args.preset
         globals()["PRESET"] = args.preset
+    stem = "coco_funit" if PRESET == "cpu" else f"coco_funit_{PRESET}"  # one report per preset
     steps = args.steps or preset_steps()
     if args.quick:
         steps, args.seeds = 60, [0]
@@ -552,7 +554,7 @@ def main() -> None:
     results += baselines(args.work)
     init_dead = init_dead_shares(list(args.seeds))
     if args.reuse_timing:
-        timing = json.loads((RESULTS / "coco_funit.json").read_text())["timing"] | {"reused": True}
+        timing = json.loads((RESULTS / f"{stem}.json").read_text())["timing"] | {"reused": True}
     elif args.no_timing:
         timing = {"rounds": 0, "warmup": 0, "ratio_median": float("nan"),
                   **{n: {"seconds": float("nan"), "g_params": 0, "d_params": 0} for n in MODELS}}
@@ -573,9 +575,9 @@ def main() -> None:
             best[name] = min(runs, key=lambda r: r["metrics"].get("l1_gt_k1", 1.0))["run_dir"]
     grids: dict[str, str] = {}
     if len(best) == len(MODELS):
-        comparison_grid(best, out_dir / "coco_funit_samples.png")
-        reconstruction_grid(best["coco_funit"], out_dir / "coco_funit_reconstruction.png")
-        grids = {"samples": "coco_funit_samples.png", "reconstruction": "coco_funit_reconstruction.png"}
+        comparison_grid(best, out_dir / f"{stem}_samples.png")
+        reconstruction_grid(best["coco_funit"], out_dir / f"{stem}_reconstruction.png")
+        grids = {"samples": f"{stem}_samples.png", "reconstruction": f"{stem}_reconstruction.png"}
     if long is not None:
         comparison_grid({"coco_funit": long["run_dir"]}, out_dir / "coco_funit_long_samples.png",
                         {"coco_funit": f"COCO-FUNIT, {long['steps']} steps"})
@@ -583,8 +585,8 @@ def main() -> None:
         grids |= {"long_samples": "coco_funit_long_samples.png",
                   "long_reconstruction": "coco_funit_long_reconstruction.png"}
     report = write_report(results, steps, timing, grids, args.workers, init_dead, long)
-    (out_dir / "coco_funit.md").write_text(report)
-    (out_dir / "coco_funit.json").write_text(json.dumps({"steps": steps, "results": results, "timing": timing,
+    (out_dir / f"{stem}.md").write_text(report)
+    (out_dir / f"{stem}.json").write_text(json.dumps({"steps": steps, "results": results, "timing": timing,
                                                         "best_runs": best, "long": long}, indent=1))
     print(report)
     print("best runs:", best)
