@@ -2,7 +2,7 @@
 
 vid2vid and face-vid2vid render their whole procedural training set into memory before the first step.
 At the paper presets' sizes that set is larger than most machines (vid2vid: 64 worlds x 4 videos x 32
-frames at 512x1024, ~120 GB as stored), and rendering it takes hours before the process is killed for
+frames at 512x1024, ~144 GiB as stored, twice that while stacking), and rendering it takes hours before the process is killed for
 memory. :func:`check_fits` turns that into one line naming the keys to lower, at once.
 """
 
