@@ -188,7 +188,7 @@ class GANSystem(System):
                                   lambda: r1_penalty(lambda x, y: self.discriminator(self._aug(x), y), real,
                                                      g.r1_gamma, labels))
                 if r1 is not None:
-                    loss, logs["r1"] = loss + r1, float(r1) / g.r1_interval
+                    loss, logs["r1"] = loss + r1, float(r1.detach()) / g.r1_interval
             if g.gp_weight > 0:
                 gp = gradient_penalty(self.discriminator, real, fake, g.gp_weight, condition=labels)
                 loss, logs["gp"] = loss + gp, float(gp)
