@@ -15,7 +15,7 @@ from PIL import Image
 import imaginate.systems.coco_funit  # noqa: F401  (registers the system)
 from imaginate.cli import UserError
 from imaginate.config import ConfigError, build_config
-from imaginate.data import DataError, SpeciesContent, render_species
+from imaginate.data import SPLIT, DataError, SpeciesContent, SpeciesDataset, render_species
 from imaginate.engine import DistEnv, RunContext, run_training, unwrap
 from imaginate.engine.checkpoint import checkpoint_path
 from imaginate.registry import get_system
@@ -350,3 +350,25 @@ def test_translate_errors_are_one_line_and_name_the_file(tiny_run, tmp_path) -> 
         _translate("--checkpoint", str(tmp_path / "nowhere"), "--content", good, "--style", good,
                    "--out", str(tmp_path / "o.png"))
     assert not (tmp_path / "o.png").exists()
+
+
+def test_seen_targets_are_held_out_images_of_seen_species() -> None:
+    """eval.targets=seen: the style examples are seen species' images that training never drew."""
+    seen = species_eval_data(32, 0, 6, 4, 2, True, "simple", "seen")
+    unseen = species_eval_data(32, 0, 6, 4, 2, True, "simple")
+    assert seen.unseen == list(evaluation.SEEN_TARGETS) and set(seen.unseen) <= set(SPLIT.seen)
+    assert set(seen.style_labels.tolist()) == set(evaluation.SEEN_TARGETS)
+    assert unseen.unseen == list(SPLIT.unseen)
+    assert seen.name == unseen.name  # the helper networks (trained on all species) are shared
+    assert torch.equal(seen.content_images, unseen.content_images)
+    training = SpeciesDataset(evaluation.SEEN_TARGETS, 100, 32, 0, True, "simple").prerender().images
+    same = (seen.style_images[:, None] == training[None]).flatten(2).all(2)  # [styles, training]
+    assert not same.any()
+
+
+def test_eval_targets_is_checked() -> None:
+    with pytest.raises(ConfigError, match="eval.targets"):
+        build_config(COCOFUNITConfig, preset="tiny", system="coco_funit", overrides=["eval.targets=train"])
+    with pytest.raises(ConfigError, match="eval.targets"):
+        build_config(COCOFUNITConfig, preset="paper", system="coco_funit",
+                     overrides=["data.root=/nowhere", "data.split_file=/nowhere.txt", "eval.targets=seen"])

@@ -74,6 +74,8 @@ if TYPE_CHECKING:  # the system imports this module lazily; no import cycle at r
 FEATURES = "species-classifier features"
 POSE_BINS = (("lt30", 0.0, 30.0), ("30to90", 30.0, 90.0), ("gt90", 90.0, 180.001))  # degrees, [low, high)
 HELPER_SEED, CONTENT_SEED, STYLE_SEED = 101, 202, 303  # offsets from data.seed: fresh draws, not training's
+TARGETS = ("unseen", "seen")  # eval.targets: whose examples the translations take their style from
+SEEN_TARGETS = SPLIT.seen[::4][:5]  # eval.targets=seen: five seen species, held-out (freshly drawn) examples
 
 # ------------------------------------------------------------------ helper networks
 
@@ -299,19 +301,28 @@ class FewShotEvalData:
 
 @functools.lru_cache(maxsize=4)
 def species_eval_data(size: int, seed: int, contents: int, real_per_class: int, helper_per_class: int,
-                      plain_background: bool = False, variant: str = "full") -> FewShotEvalData:
-    """Species evaluation data: fresh contents of seen species, unseen species' images, all species for helpers."""
+                      plain_background: bool = False, variant: str = "full", targets: str = "unseen") -> FewShotEvalData:
+    """Species evaluation data: fresh contents of seen species, the target species' images, all species for helpers.
+
+    ``targets="unseen"``: the style examples are the unseen species' (few-shot translation proper);
+    ``"seen"``: freshly drawn examples of five seen species (``SEEN_TARGETS``), images the model never
+    trained on of species it did: the gap between the two separates "has not learned to translate"
+    from "does not generalise to new species". The field ``unseen`` then holds those seen ids.
+    """
+    if targets not in TARGETS:
+        raise ValueError(f"eval.targets: must be one of {', '.join(TARGETS)}, got {targets!r}")
     plain = plain_background
     helper = load_species("all", helper_per_class, size, seed + HELPER_SEED, plain, variant).prerender()  # labels = ids
     per_species = math.ceil(contents / len(SPLIT.seen))
     content = SpeciesDataset(SPLIT.seen, per_species, size, seed + CONTENT_SEED, plain, variant).prerender()
     order = torch.randperm(len(content.labels), generator=torch.Generator().manual_seed(seed))[:contents]
-    style = load_species("unseen", real_per_class, size, seed + STYLE_SEED, plain, variant).prerender()
+    target_ids = SPLIT.unseen if targets == "unseen" else SEEN_TARGETS
+    style = SpeciesDataset(target_ids, real_per_class, size, seed + STYLE_SEED, plain, variant).prerender()
     suffix = ("-plain" if plain else "") + ("" if variant == "full" else f"-{variant}")
     return FewShotEvalData(
         name=f"species-{size}-{seed}-{helper_per_class}{suffix}", variant=variant,
         num_classes=len(helper.class_names), plain_background=plain, style_masks=style.masks,
-        unseen=list(SPLIT.unseen), helper_images=helper.images, helper_labels=helper.labels,
+        unseen=list(target_ids), helper_images=helper.images, helper_labels=helper.labels,
         content_images=content.images[order], style_images=style.images, style_labels=style.species,
         helper_masks=helper.masks, content_masks=content.masks[order], content_poses=content.poses[order],
         content_backgrounds=content.background_seeds[order], style_poses=style.poses,
@@ -490,7 +501,7 @@ def system_eval_data(system: COCOFUNITSystem) -> FewShotEvalData:
     e = cfg.eval
     if cfg.data.name == "species":
         return species_eval_data(m.image_size, cfg.data.seed, e.translations_per_class, e.real_per_class,
-                                 e.helper_images_per_class, cfg.data.plain_background, cfg.data.variant)
+                                 e.helper_images_per_class, cfg.data.plain_background, cfg.data.variant, e.targets)
     assert cfg.data.root is not None and cfg.data.split_file is not None  # checked by the config
     return folder_eval_data(cfg.data.root, cfg.data.split_file, m.image_size, m.image_channels, cfg.data.seed,
                             e.translations_per_class, e.real_per_class, e.helper_images_per_class)

@@ -141,6 +141,9 @@ class COCOFUNITEvalConfig:
         batch_size: images per forward pass.
         cache_dir: where the helper networks are cached on disk ("" = in memory only).
         mfid: also compute per-class FID (needs many samples per class to be stable).
+        targets: "unseen" (the few-shot task: examples of species never trained on) or "seen" (freshly
+            drawn examples of five seen species; species data only): a model that fails on both has not
+            learned to translate, one that fails only on unseen does not generalise.
     """
 
     shots: list[int] = field(default_factory=lambda: [1, 5])
@@ -152,8 +155,10 @@ class COCOFUNITEvalConfig:
     batch_size: int = 50
     cache_dir: str = ""
     mfid: bool = True
+    targets: str = "unseen"
 
     def __post_init__(self) -> None:
+        check_choice("eval.targets", self.targets, ("unseen", "seen"))
         if not self.shots or any(k < 1 for k in self.shots):
             raise ValueError(f"eval.shots: must be a non-empty list of K >= 1, got {list(self.shots)}")
         for key in ("translations_per_class", "real_per_class", "helper_images_per_class", "batch_size"):
@@ -193,6 +198,9 @@ class COCOFUNITConfig:
             raise ValueError(f"ema_beta: must be in [0, 1), got {self.ema_beta}")
         if self.ema_warmup < 0:
             raise ValueError(f"ema_warmup: must be >= 0, got {self.ema_warmup}")
+        if self.eval.targets == "seen" and self.data.name != "species":
+            raise ValueError("eval.targets: 'seen' needs data.name=species (an image folder has no held-out "
+                             "images of its seen classes)")
 
 
 class FewShotTrainData:
