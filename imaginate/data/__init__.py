@@ -22,6 +22,7 @@ from imaginate.data.heads import (
 )
 from imaginate.data.image_folder import ImageFolderDataset, ImageFolderSubset, load_image_folder
 from imaginate.data.species import (
+    MAX_SPECIES,
     NUM_SPECIES,
     SpeciesContent,
     facing_difference,
@@ -58,6 +59,7 @@ __all__ = [
     "load_fashion_mnist",
     "load_image_folder",
     "read_idx",
+    "MAX_SPECIES",
     "NUM_SPECIES",
     "SPLIT",
     "ClassSubset",

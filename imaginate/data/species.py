@@ -31,6 +31,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 NUM_SPECIES = 24
+# ids from NUM_SPECIES up to MAX_SPECIES are extra procedural species, drawn by the same rules: a few-shot
+# model may train on them (the more training species, the better it generalises to new ones); the split,
+# the evaluation's classifier and the unseen species are always the first NUM_SPECIES
+MAX_SPECIES = 4096
 EARS = ("pointy", "round", "horns", "droopy")
 TAILS = ("thin", "fan", "bushy")
 LIMBS = ("legs", "fins")
@@ -170,13 +174,13 @@ def _triangle(*corners: float) -> _Part:
 
 @cache
 def species_appearance(species: int) -> SpeciesAppearance:
-    """The appearance of species ``species`` in [0, NUM_SPECIES).
+    """The appearance of species ``species`` in [0, MAX_SPECIES) (ids >= NUM_SPECIES: extra species).
 
     The shape types are the 4 x 3 x 2 = 24 combinations of ears, tail and limbs (one per species);
     sizes, placements, colours and texture parameters come from a generator seeded by the id.
     """
-    if not 0 <= species < NUM_SPECIES:
-        raise ValueError(f"species must be in [0, {NUM_SPECIES}), got {species}")
+    if not 0 <= species < MAX_SPECIES:
+        raise ValueError(f"species must be in [0, {MAX_SPECIES}), got {species}")
     rng = np.random.default_rng([species, 7431])
     ears, tail, limbs = EARS[species % 4], TAILS[(species // 4) % 3], LIMBS[(species // 12) % 2]
     texture = TEXTURES[species % 5]
@@ -400,7 +404,7 @@ def render_species_batch(
     """Render a batch: image b shows species ``species[b]`` with pose ``poses[b]`` on its background.
 
     Args:
-        species: [B] species ids in [0, NUM_SPECIES).
+        species: [B] species ids in [0, MAX_SPECIES).
         poses: [B, 5] pose parameters in CONTENT_FIELDS order.
         background_seeds: [B] int64 background seeds.
         size: image height and width in pixels (e.g. 32, 64, 128).

@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 
 from imaginate.data.arrays import ArrayDataset
 from imaginate.data.species import (
+    MAX_SPECIES,
     NUM_SPECIES,
     VARIANTS,
     SpeciesContent,
@@ -77,7 +78,8 @@ class SpeciesDataset(Dataset):
     images in every data set built with the same seed (the "seen" set is a part of the "all" set).
 
     Args:
-        species_ids: the species of the set, distinct, each in [0, NUM_SPECIES); labels index this list.
+        species_ids: the species of the set, distinct, each in [0, MAX_SPECIES) (ids >= NUM_SPECIES are
+            extra training species); labels index this list.
         images_per_species: images drawn for each species.
         size: image height and width in pixels (e.g. 32, 64, 128).
         seed: the seed of the contents.
@@ -90,8 +92,8 @@ class SpeciesDataset(Dataset):
         plain_background: bool = False, variant: str = "full",
     ) -> None:
         ids = [int(s) for s in species_ids]
-        if not ids or len(set(ids)) != len(ids) or not all(0 <= s < NUM_SPECIES for s in ids):
-            raise ValueError(f"species_ids must be distinct ids in [0, {NUM_SPECIES}), got {ids}")
+        if not ids or len(set(ids)) != len(ids) or not all(0 <= s < MAX_SPECIES for s in ids):
+            raise ValueError(f"species_ids must be distinct ids in [0, {MAX_SPECIES}), got {ids}")
         if images_per_species < 1:
             raise ValueError(f"images_per_species must be at least 1, got {images_per_species}")
         if size < 8:

@@ -32,13 +32,13 @@ TEXTURES = ("plain", "stripes")
 
 @cache
 def simple_species_appearance(species: int) -> sp.SpeciesAppearance:
-    """The appearance of species ``species`` in [0, NUM_SPECIES) in the simple variant.
+    """The appearance of species ``species`` in [0, MAX_SPECIES) in the simple variant.
 
     Shape types: tail ``species % 3``, ears ``(species // 3) % 3``, texture ``(species // 9) % 2``;
     sizes and colours come from a generator seeded by the id.
     """
-    if not 0 <= species < sp.NUM_SPECIES:
-        raise ValueError(f"species must be in [0, {sp.NUM_SPECIES}), got {species}")
+    if not 0 <= species < sp.MAX_SPECIES:
+        raise ValueError(f"species must be in [0, {sp.MAX_SPECIES}), got {species}")
     rng = np.random.default_rng([species, 9173])
     tail, ears, texture = TAILS[species % 3], EARS[(species // 3) % 3], TEXTURES[(species // 9) % 2]
     u = lambda lo, hi: float(rng.uniform(lo, hi))  # noqa: E731

@@ -372,3 +372,19 @@ def test_eval_targets_is_checked() -> None:
     with pytest.raises(ConfigError, match="eval.targets"):
         build_config(COCOFUNITConfig, preset="paper", system="coco_funit",
                      overrides=["data.root=/nowhere", "data.split_file=/nowhere.txt", "eval.targets=seen"])
+
+
+def test_extra_species_join_training_and_the_unseen_stay_unseen() -> None:
+    system = make_system(["data.extra_species=6", "model.num_classes=25", "data.variant=simple"])
+    data = system.data
+    assert len(data.class_names) == 19 + 6 and len(data) == 25 * 4
+    ids = set(data.species.species.tolist())
+    assert ids == set(SPLIT.seen) | set(range(24, 30)) and not ids & set(SPLIT.unseen)
+    extra = data.images(torch.nonzero(data.labels >= 19).flatten())  # rendered, distinct species
+    assert extra.std() > 0.05 and not torch.equal(extra[:4], extra[4:8])
+    logs = system.train_step(system.train_batch(0))  # the projection D has a row for every training species
+    assert all(math.isfinite(v) for v in logs.values())
+    with pytest.raises(ConfigError, match="model.num_classes"):
+        make_system(["data.extra_species=6"]).data  # 19 + 6 species, 19 class rows
+    with pytest.raises(ConfigError, match="data.extra_species"):
+        build_config(COCOFUNITConfig, preset="tiny", system="coco_funit", overrides=["data.extra_species=-1"])

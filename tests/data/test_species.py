@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from imaginate.data import (
+    MAX_SPECIES,
     NUM_SPECIES,
     SPLIT,
     ArrayDataset,
@@ -226,7 +227,23 @@ def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="scale"):
         SpeciesContent(scale=0.0)
     with pytest.raises(ValueError, match="species"):
-        render_species(NUM_SPECIES, SpeciesContent())
+        render_species(MAX_SPECIES, SpeciesContent())
+    with pytest.raises(ValueError, match="species"):
+        render_species(-1, SpeciesContent())
+    with pytest.raises(ValueError, match="species_ids"):
+        SpeciesDataset([0, MAX_SPECIES], 1)
+
+
+def test_extra_species_follow_the_same_rules_and_differ() -> None:
+    """Ids past NUM_SPECIES (extra training species) are drawn by the same rules, distinct from the 24."""
+    for variant in ("full", "simple"):
+        masks = torch.stack([render_species_batch([s], torch.tensor([[0.0, 1.0, 0.0, 0.0, 0.6]]), torch.zeros(1),
+                                                  64, True, variant)[1][0] for s in range(NUM_SPECIES + 12)])
+        images = torch.stack([render_species_batch([s], torch.tensor([[0.0, 1.0, 0.0, 0.0, 0.6]]), torch.zeros(1),
+                                                   64, True, variant)[0][0] for s in range(NUM_SPECIES + 12)])
+        assert all(m.float().mean() > 0.03 for m in masks)  # every extra species draws a creature
+        extra = images[NUM_SPECIES:]
+        assert (extra[:, None] - images[None]).abs().flatten(2).amax(2).gt(0).sum() == 12 * (NUM_SPECIES + 12) - 12
     with pytest.raises(ValueError, match="poses"):
         render_species_batch([0, 1], torch.zeros(3, 5), torch.zeros(2, dtype=torch.int64))
 

@@ -23,7 +23,15 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from imaginate.config import ConfigError, TrainConfig, check_choice
-from imaginate.data import SPLIT, ClassSubset, DataError, SpeciesDataset, few_shot_folder, load_species
+from imaginate.data import (
+    MAX_SPECIES,
+    NUM_SPECIES,
+    SPLIT,
+    ClassSubset,
+    DataError,
+    SpeciesDataset,
+    few_shot_folder,
+)
 from imaginate.data.species import VARIANTS
 from imaginate.engine import RunContext, System, make_grid, unwrap
 from imaginate.engine.batching import global_batch_indices, rank_share
@@ -51,6 +59,9 @@ class COCOFUNITDataConfig:
         plain_background: species drawn on a uniform grey instead of varied backgrounds (species only).
         variant: the species appearance set: "full" (many parts, fine textures) or "simple" (four large
             parts in bold colours; see ``imaginate.data.species_simple``) (species only).
+        extra_species: more training species beyond the 19 seen ones, drawn by the same procedural rules
+            (ids 24, 25, ...; species only): the unseen five stay unseen; few-shot translation generalises
+            to new species only after many training species (FUNIT trains on 119 animal classes).
         root: the image folder (image_folder only).
         split_file: the seen / unseen class split (image_folder only; see ``imaginate.data.class_split``).
 
@@ -63,6 +74,7 @@ class COCOFUNITDataConfig:
     seed: int = 0
     plain_background: bool = False
     variant: str = "full"
+    extra_species: int = 0
     root: str | None = None
     split_file: str | None = None
 
@@ -71,6 +83,10 @@ class COCOFUNITDataConfig:
         check_choice("data.variant", self.variant, VARIANTS)
         if self.images_per_species < 1:
             raise ValueError(f"data.images_per_species: must be >= 1, got {self.images_per_species}")
+        if not 0 <= self.extra_species <= MAX_SPECIES - NUM_SPECIES:
+            raise ValueError(f"data.extra_species: must be in [0, {MAX_SPECIES - NUM_SPECIES}], got {self.extra_species}")
+        if self.extra_species and self.name != "species":
+            raise ValueError("data.extra_species: only for data.name=species")
         if self.name == "image_folder":
             for key in ("root", "split_file"):
                 if not getattr(self, key):
@@ -222,8 +238,9 @@ class FewShotTrainData:
         if cfg.name == "species":
             if channels != 3:
                 raise ConfigError(f"model.image_channels: species images are RGB (3), got {channels}")
-            self.species = load_species("seen", cfg.images_per_species, image_size, cfg.seed, cfg.plain_background,
-                                        cfg.variant)
+            ids = SPLIT.seen + tuple(range(NUM_SPECIES, NUM_SPECIES + cfg.extra_species))
+            self.species = SpeciesDataset(ids, cfg.images_per_species, image_size, cfg.seed, cfg.plain_background,
+                                          cfg.variant)
             self.labels = self.species.labels
             self.class_names = list(self.species.class_names)
         else:
