@@ -62,10 +62,11 @@ def job(args: tuple) -> dict:
         return {"model": name, "seed": seed, "missing": True}
     from imaginate.engine.logging import read_metrics
 
+    seen = reevaluate(str(run_dir), targets="seen")  # held-out images of seen species as the examples
     train_rows = [r for r in read_metrics(run_dir) if r["split"] == "train"]
     monitor = {key: [r.get(key) for r in train_rows] for key in ("dead_style_code", "style_sensitivity",
                                                                   "reconstruction")}
-    return {"model": name, "seed": seed, "metrics": done[0], "seconds": done[1], "run_dir": str(run_dir),
+    return {"model": name, "seed": seed, "metrics": done[0], "seen": seen, "seconds": done[1], "run_dir": str(run_dir),
             "monitor_last": {k: v[-1] for k, v in monitor.items() if v and v[-1] is not None},
             "monitor_max_dead": max((v for v in monitor["dead_style_code"] if v is not None), default=None)}
 
@@ -96,19 +97,22 @@ def train_logged(overrides: list[str], run_dir: Path, steps: int, collect_only: 
     return metrics, round(time.time() - start, 2)
 
 
-def reevaluate(run_dir: str) -> dict:
-    """A finished run's few-shot metrics recomputed with the current evaluation code (cached helpers)."""
+def reevaluate(run_dir: str, targets: str = "unseen") -> dict:
+    """A finished run's few-shot metrics recomputed with the current evaluation code (cached helpers);
+    ``targets="seen"``: with held-out examples of seen species instead of the unseen ones (K = 1)."""
     import torch
 
     from imaginate.engine.loop import load_run
 
     torch.set_num_threads(1)
     system = load_run(Path(run_dir), device="cpu")[2]
+    if targets != "unseen":
+        system.cfg.eval.targets, system.cfg.eval.shots = targets, [1]
     with torch.no_grad():
         return system.evaluate()
 
 
-def baselines(work: str) -> list[dict]:
+def baselines(work: str, targets: str = "unseen") -> list[dict]:
     """The metrics of two reference translators on the same evaluation data: copying the content image
     (keeps the pose, ignores the style) and copying the (first) style example (the content loss)."""
     import torch
@@ -122,12 +126,13 @@ def baselines(work: str) -> list[dict]:
                        overrides=[f"eval.cache_dir={Path(work) / 'eval_helpers'}"])
     e, m = cfg.eval, cfg.model
     data = species_eval_data(m.image_size, cfg.data.seed, e.translations_per_class, e.real_per_class,
-                             e.helper_images_per_class, cfg.data.plain_background, cfg.data.variant)
+                             e.helper_images_per_class, cfg.data.plain_background, cfg.data.variant, targets)
     classifier, mask_net = helper_networks(data, e.classifier_steps, e.mask_net_steps, cfg.data.seed,
                                            torch.device("cpu"), e.cache_dir)
     translators = {"copy_content": lambda c, s: c, "copy_style": lambda c, s: s[:, 0]}
     with torch.no_grad():
-        return [{"model": name, "seed": 0, "metrics": few_shot_metrics(fn, data, classifier, list(e.shots),
+        shots = list(e.shots) if targets == "unseen" else [1]
+        return [{"model": name, "seed": 0, "metrics": few_shot_metrics(fn, data, classifier, shots,
                                                                         e.translations_per_class, None, mask_net,
                                                                         e.batch_size, seed=0, mfid=False)}
                 for name, fn in translators.items()]
@@ -208,15 +213,17 @@ def step_time(rounds: int = 12, warmup: int = 2) -> dict:
     return out
 
 
-def comparison_grid(runs: dict[str, str], out: Path, captions: dict[str, str] | None = None) -> None:
-    """Content rows x unseen-style columns for each model (EMA generators, same pairs) and the ground
-    truth (the style's species drawn in the content's pose), captioned panels side by side."""
+def comparison_grid(runs: dict[str, str], out: Path, captions: dict[str, str] | None = None,
+                    targets: str = "unseen") -> None:
+    """Content rows x style columns (one example of each unseen species, or with ``targets="seen"`` of the
+    five seen target species) for each model (EMA generators, same pairs) and the ground truth (the
+    style's species drawn in the content's pose), captioned panels side by side."""
     import torch
 
     from imaginate.data import SPLIT, SpeciesDataset, render_species_batch
     from imaginate.engine.images import captioned_panel, make_grid, side_by_side
     from imaginate.engine.loop import load_run
-    from imaginate.systems.coco_funit.evaluation import CONTENT_SEED
+    from imaginate.systems.coco_funit.evaluation import CONTENT_SEED, SEEN_TARGETS
 
     systems = {name: load_run(Path(run_dir), device="cpu")[2] for name, run_dir in runs.items()}
     cfg = next(iter(systems.values())).cfg
@@ -227,11 +234,11 @@ def comparison_grid(runs: dict[str, str], out: Path, captions: dict[str, str] | 
     content_poses, content_bg = pool.poses[rows], pool.background_seeds[rows]
     content, _ = render_species_batch(pool.species[rows], content_poses, content_bg, size, *look)
     style_poses = torch.tensor([[-25.0, 1.0, 0.0, 0.0, 0.6], [20.0, 1.0, 0.05, 0.0, 0.55]]).repeat(3, 1)[:5]
-    style, _ = render_species_batch(list(SPLIT.unseen), style_poses[: len(SPLIT.unseen)],
-                                    torch.arange(len(SPLIT.unseen)), size, *look)
+    ids = list(SPLIT.unseen if targets == "unseen" else SEEN_TARGETS)
+    style, _ = render_species_batch(ids, style_poses[: len(ids)], torch.arange(len(ids)), size, *look)
     r, c = content.shape[0], style.shape[0]
     pairs_content, pairs_style = content.repeat_interleave(c, 0), style.repeat(r, 1, 1, 1)
-    truth, _ = render_species_batch(torch.tensor(SPLIT.unseen).repeat(r), content_poses.repeat_interleave(c, 0),
+    truth, _ = render_species_batch(torch.tensor(ids).repeat(r), content_poses.repeat_interleave(c, 0),
                                     content_bg.repeat_interleave(c, 0), size, *look)
     outputs = {(captions or {}).get(name, MODELS[name][0].split(" (")[0]): system.translate(pairs_content, pairs_style)
                for name, system in systems.items()}
@@ -300,7 +307,9 @@ def long_run(run_dir: str) -> dict | None:
             "seconds": seconds + last, "changed": changed, **reconstruction_l1(run_dir)}
 
 
-LONG_COLUMNS = (("l1_gt", "L1 to truth ↓", 3), ("l1_fg", "L1 on creatures ↓", 3), ("psnr_gt", "PSNR dB ↑", 2),
+LONG_SEEN_COLUMNS = (("pacc", "PAcc ↑", 3), ("l1_fg", "L1 on creatures ↓", 3), ("iou_target", "target IoU ↑", 3),
+                ("style_leak", "style leak ↓", 3))
+COLUMNS = (("l1_gt", "L1 to truth ↓", 3), ("l1_fg", "L1 on creatures ↓", 3), ("psnr_gt", "PSNR dB ↑", 2),
                 ("pacc", "PAcc ↑", 3), ("iou_target", "target IoU ↑", 3), ("style_leak", "style leak ↓", 3),
                 ("style_sensitivity", "style sensitivity", 3))
 
@@ -364,12 +373,15 @@ def counted(results: list[dict], name: str) -> list[dict]:
     return [r for r in results if r["model"] == name and r.get("metrics") and not r["metrics"].get("collapsed")]
 
 
-def stats(results: list[dict], name: str, key: str) -> tuple[float, float, int] | None:
-    vals = [r["metrics"].get(key) for r in counted(results, name)]
+def stats(results: list[dict], name: str, key: str, part: str = "metrics") -> tuple[float, float, int] | None:
+    """Mean, std and count of ``key`` over a model's counted runs; ``part="seen"``: of the seen-target metrics."""
+    vals = [(r.get(part) or {}).get(key) for r in counted(results, name)]
     vals = [v for v in vals if v is not None and v == v]  # NaN = an empty pose bin
     return mean_std(vals, 0.0) if vals else None
 
 
+SEEN_COLUMNS = (("pacc", "PAcc ↑", 3), ("l1_fg", "L1 on creatures ↓", 3), ("iou_target", "target IoU ↑", 3),
+                ("style_leak", "style leak ↓", 3))
 COLUMNS = (("l1_gt", "L1 to truth ↓", 3), ("l1_fg", "L1 on creatures ↓", 3), ("psnr_gt", "PSNR dB ↑", 2), ("pacc", "PAcc ↑", 3),
            ("iou_target", "target IoU ↑", 3), ("iou_content", "content IoU", 3), ("style_leak", "style leak ↓", 3))
 
@@ -419,7 +431,24 @@ def write_report(results: list[dict], steps: int, timing: dict, grids: dict[str,
                  f" | {fmt(stats(results, 'coco_funit', 'style_sensitivity_ideal_k1'))} | |")
     real = stats(results, "coco_funit", "pacc_real"), stats(results, "coco_funit", "iou_real")
     lines += ["", f"Helper networks on real images: classifier accuracy {fmt(real[0])}, mask-net IoU {fmt(real[1])}.",
-              "", "## Per seed (K = 1)", "",
+              "", "## Seen species on held-out images vs unseen species (K = 1)", "",
+              "The same contents translated with examples of five *seen* species (images drawn fresh, never trained "
+              "on) and with examples of the five unseen ones. Good on seen and poor on unseen: the model translates "
+              "but does not generalise to new species from 19 training species; poor on both: it has not learned "
+              "to translate.", "",
+              "| model | targets | " + " | ".join(c[1] for c in SEEN_COLUMNS) + " | style sensitivity | runs |",
+              "|---|---|" + "---|" * (len(SEEN_COLUMNS) + 2)]
+    for name, label in ({n: v[0] for n, v in MODELS.items()} | BASELINES).items():
+        for part, text in (("seen", "seen (held-out images)"), ("metrics", "unseen")):
+            cells = [fmt(stats(results, name, f"{key}_k1", part), d) for key, _, d in SEEN_COLUMNS]
+            runs = len(counted(results, name)) if name in MODELS else ""
+            lines.append(f"| {label} | {text} | " + " | ".join(cells)
+                         + f" | {fmt(stats(results, name, 'style_sensitivity_k1', part))} | {runs} |")
+    if "samples_seen" in grids:
+        lines += ["", "Translations into the seen target species (same layout as the unseen grid below):", "",
+                  f"![seen samples]({grids['samples_seen']})"]
+    lines += ["",
+              "## Per seed (K = 1)", "",
               "| model | seed | L1 to truth | PSNR | PAcc | target IoU | style leak | style sensitivity | "
               "dead style code (eval / max in training) | collapsed | minutes |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted((r for r in results if r["model"] in MODELS), key=lambda r: (r["model"], r["seed"])):
@@ -551,7 +580,8 @@ def main() -> None:
         for r in results:
             if r.get("metrics"):
                 r["metrics"] = reevaluate(r["run_dir"])
-    results += baselines(args.work)
+    seen_baselines = {r["model"]: r["metrics"] for r in baselines(args.work, "seen")}
+    results += [r | {"seen": seen_baselines[r["model"]]} for r in baselines(args.work)]
     init_dead = init_dead_shares(list(args.seeds))
     if args.reuse_timing:
         timing = json.loads((RESULTS / f"{stem}.json").read_text())["timing"] | {"reused": True}
@@ -576,8 +606,10 @@ def main() -> None:
     grids: dict[str, str] = {}
     if len(best) == len(MODELS):
         comparison_grid(best, out_dir / f"{stem}_samples.png")
+        comparison_grid(best, out_dir / f"{stem}_samples_seen.png", targets="seen")
         reconstruction_grid(best["coco_funit"], out_dir / f"{stem}_reconstruction.png")
-        grids = {"samples": f"{stem}_samples.png", "reconstruction": f"{stem}_reconstruction.png"}
+        grids = {"samples": f"{stem}_samples.png", "samples_seen": f"{stem}_samples_seen.png",
+                 "reconstruction": f"{stem}_reconstruction.png"}
     if long is not None:
         comparison_grid({"coco_funit": long["run_dir"]}, out_dir / "coco_funit_long_samples.png",
                         {"coco_funit": f"COCO-FUNIT, {long['steps']} steps"})
