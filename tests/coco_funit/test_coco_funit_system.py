@@ -385,6 +385,6 @@ def test_extra_species_join_training_and_the_unseen_stay_unseen() -> None:
     logs = system.train_step(system.train_batch(0))  # the projection D has a row for every training species
     assert all(math.isfinite(v) for v in logs.values())
     with pytest.raises(ConfigError, match="model.num_classes"):
-        make_system(["data.extra_species=6"]).data  # 19 + 6 species, 19 class rows
+        _ = make_system(["data.extra_species=6"]).data  # 19 + 6 species, 19 class rows
     with pytest.raises(ConfigError, match="data.extra_species"):
         build_config(COCOFUNITConfig, preset="tiny", system="coco_funit", overrides=["data.extra_species=-1"])
