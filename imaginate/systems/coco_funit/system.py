@@ -171,10 +171,12 @@ class COCOFUNITEvalConfig:
     batch_size: int = 50
     cache_dir: str = ""
     mfid: bool = True
-    targets: str = "unseen"
+    targets: str = "unseen"  # evaluation.TARGETS
 
     def __post_init__(self) -> None:
-        check_choice("eval.targets", self.targets, ("unseen", "seen"))
+        from imaginate.systems.coco_funit.evaluation import TARGETS
+
+        check_choice("eval.targets", self.targets, TARGETS)
         if not self.shots or any(k < 1 for k in self.shots):
             raise ValueError(f"eval.shots: must be a non-empty list of K >= 1, got {list(self.shots)}")
         for key in ("translations_per_class", "real_per_class", "helper_images_per_class", "batch_size"):
