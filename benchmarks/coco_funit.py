@@ -364,6 +364,12 @@ def main() -> None:
         reconstruction_grid(best["coco_funit"], out_dir / f"{stem}_reconstruction.png")
         grids = {"samples": f"{stem}_samples.png", "samples_seen": f"{stem}_samples_seen.png",
                  "reconstruction": f"{stem}_reconstruction.png"}
+        for seed in args.seeds:  # every seed's translations, not only the best run's
+            runs = {r["model"]: r["run_dir"] for r in results
+                    if r.get("seed") == seed and r["model"] in MODELS and r.get("run_dir") and r.get("metrics")}
+            if len(runs) == len(MODELS):
+                comparison_grid(runs, out_dir / f"{stem}_samples_seed{seed}.png")
+                grids[f"seed{seed}"] = f"{stem}_samples_seed{seed}.png"
     if long is not None:
         comparison_grid({"coco_funit": long["run_dir"]}, out_dir / "coco_funit_long_samples.png",
                         {"coco_funit": f"COCO-FUNIT, {long['steps']} steps"})

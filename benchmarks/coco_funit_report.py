@@ -182,6 +182,12 @@ def write_report(results: list[dict], steps: int, timing: dict, grids: dict[str,
                   "example of each unseen species (first row, facing left: more than 90° apart), by each model "
                   "(EMA generators of the best run by L1 to truth) and the ground truth.", "",
                   f"![samples]({grids['samples']})", ""]
+    seeds = sorted({r["seed"] for r in results if f"seed{r['seed']}" in grids})
+    if seeds:
+        lines += ["The same grid for every seed (its COCO-FUNIT and FUNIT runs), so that a seed where the models do "
+                  "not translate shows as plainly as the best one:", ""]
+        for seed in seeds:
+            lines += [f"Seed {seed}:", "", f"![samples seed {seed}]({grids[f'seed{seed}']})", ""]
     if "reconstruction" in grids:
         lines += ["Same-image reconstruction G(x, x) of that COCO-FUNIT run (contents over reconstructions):", "",
                   f"![reconstruction]({grids['reconstruction']})", ""]

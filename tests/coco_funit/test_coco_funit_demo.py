@@ -17,7 +17,7 @@ demo_module = importlib.import_module("imaginate.systems.coco_funit.demo")
 @pytest.fixture
 def small_batch(monkeypatch):
     """Fewer held-out images than the report's, so the test stays fast; the code path is the same."""
-    monkeypatch.setattr(demo_module, "SEEN_TARGETS", 2)
+    monkeypatch.setattr(demo_module, "SEEN_TARGET_COUNT", 2)
     monkeypatch.setattr(demo_module, "GRID_CONTENTS", 2)
 
 

@@ -24,7 +24,7 @@ ZOO_NAME = "coco_funit_simple"
 DEMO_SEED = 404  # offset from data.seed: images neither training (+0) nor the evaluation (+202, +303) drew
 CONTENTS_PER_SPECIES = 1  # held-out contents per seen species in the metric batch (19 in all)
 GRID_CONTENTS = 5
-SEEN_TARGETS = 5  # seen target species in the metrics (spread over the list; the first 3 also in the grid)
+SEEN_TARGET_COUNT = 5  # how many seen target species the metrics use (spread over the list; the first 3 also in the grid)
 GRID_SEEN_STYLES = 3
 # What the pictures of these weights show (looked at; true of the committed zoo:coco_funit_cpu weights)
 PICTURES = ("What the pictures show: the translations keep the content's place, size and facing and take the "
@@ -157,7 +157,7 @@ def measure(system, pictures: Path | None = None) -> dict:
     def reconstruct(images: Tensor) -> Tensor:
         return system.translate(images, images)
 
-    seen_targets = [SPLIT.seen[round(i * (len(SPLIT.seen) - 1) / (SEEN_TARGETS - 1))] for i in range(SEEN_TARGETS)]
+    seen_targets = [SPLIT.seen[round(i * (len(SPLIT.seen) - 1) / (SEEN_TARGET_COUNT - 1))] for i in range(SEEN_TARGET_COUNT)]
     unseen_targets = list(SPLIT.unseen)
     unseen_images = torch.cat([styles.images[styles.species == u] for u in unseen_targets])
     unseen_masks = torch.cat([styles.masks[styles.species == u] for u in unseen_targets])
