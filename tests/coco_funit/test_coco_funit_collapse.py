@@ -73,6 +73,9 @@ def test_evaluation_calls_a_dead_run_collapsed() -> None:
     assert is_collapsed({"dead_style_code": 1.0, "style_sensitivity_k1": 0.2})
     assert is_collapsed({"dead_style_code": 0.0, "style_sensitivity_k1": 0.001, "style_sensitivity_ideal_k1": 0.1})
     assert not is_collapsed({"dead_style_code": 0.5, "style_sensitivity_k1": 0.05, "style_sensitivity_ideal_k1": 0.1})
+    healthy_metrics = {"dead_style_code": 0.0, "style_sensitivity_k1": 0.05, "style_sensitivity_ideal_k1": 0.1}
+    assert not is_collapsed(healthy_metrics | {"foreground_ratio_k1": 0.9})
+    assert is_collapsed(healthy_metrics | {"foreground_ratio_k1": 0.1})  # draws almost no creature
 
 
 def test_default_options_keep_the_reference_sizes_and_initialisation() -> None:
@@ -172,6 +175,11 @@ def test_ground_truth_metrics_are_ideal_for_an_oracle_and_worst_for_a_style_copi
         assert copier[f"l1_fg_k{k}"] > 3 * copier[f"l1_gt_k{k}"]  # the errors sit on the creatures
         assert copier[f"style_leak_k{k}"] > good[f"style_leak_k{k}"]
     assert copier["style_leak_k1"] == 1.0  # K = 1: the output is the style example, its mask exactly
+    assert good["foreground_ratio_k1"] == 1.0 and good["foreground_ratio_k2"] == 1.0
+    assert copier["foreground_ratio_k1"] > 0.3  # the example's creature: about as large as the truth's
+    blank = evaluation.few_shot_metrics(lambda c, s: torch.full_like(c, 0.5), data, classifier, [1], n,
+                                        mask_net=mask_net, mfid=False)
+    assert blank["foreground_ratio_k1"] == 0.0 and is_collapsed(blank)  # background only: a failed run
     assert "mfid_k1" not in good
     for label in ("lt30", "30to90", "gt90"):
         assert f"l1_gt_k1_pose_{label}" in good and f"style_leak_k1_pose_{label}" in good

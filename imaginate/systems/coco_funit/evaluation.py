@@ -18,9 +18,13 @@ and both models, so the numbers are paired). Metrics (a flat dict of floats):
   failure the paper's content-conditioned code addresses); ``style_leak_ideal_k{K}`` is the same IoU
   for the ground-truth output (what an ideal translator scores by chance overlap).
 - ``style_sensitivity_ideal_k{K}``: the style sensitivity of the ground truths.
+- ``foreground_ratio_k{K}`` (species only, with the mask net): creature pixels the mask net finds in
+  the translations over those of the ideal outputs (1 = as much creature as the truth; near 0 = the
+  output is background only).
 - ``dead_style_code`` / ``collapsed`` (``evaluate_system``): share of style-code dimensions that are
-  zero for every evaluation translation, and 1.0 when the run has collapsed (dead code, or style
-  sensitivity below a tenth of the ideal's): such a run is a failure, not a result.
+  zero for every evaluation translation, and 1.0 when the run has collapsed (dead code, style
+  sensitivity below a tenth of the ideal's, or a foreground ratio under ``EMPTY_OUTPUT``): such a run
+  is a failure, not a result.
 - ``mfid_k{K}`` (only with ``eval.mfid``): per-unseen-class FID between the translations and the real images of u, averaged
   over classes, in the features of a pluggable extractor (default: the classifier's penultimate
   layer, labelled ``FEATURES`` = "species-classifier features"; only comparable within that space and
@@ -76,6 +80,7 @@ POSE_BINS = (("lt30", 0.0, 30.0), ("30to90", 30.0, 90.0), ("gt90", 90.0, 180.001
 HELPER_SEED, CONTENT_SEED, STYLE_SEED = 101, 202, 303  # offsets from data.seed: fresh draws, not training's
 TARGETS = ("unseen", "seen")  # eval.targets: whose examples the translations take their style from
 SEEN_TARGETS = SPLIT.seen[::4][:5]  # eval.targets=seen: five seen species, held-out (freshly drawn) examples
+EMPTY_OUTPUT = 0.3  # a run whose translations hold under 30 % of the true creature area draws (almost) none
 
 # ------------------------------------------------------------------ helper networks
 
@@ -410,6 +415,7 @@ def few_shot_metrics(translate: Callable[[Tensor, Tensor], Tensor], data: FewSho
     known = data.content_poses is not None and data.content_backgrounds is not None
     for k in shots:
         correct, fids, pose_diff, fakes, ideals = [], [], [], [], []
+        drawn = [0.0, 0.0]  # foreground pixels predicted in the translations, true in the ideal outputs
         per_image: dict[str, list[Tensor]] = {}
         for u in data.unseen:
             pool = torch.nonzero(data.style_labels == u).flatten()
@@ -445,6 +451,8 @@ def few_shot_metrics(translate: Callable[[Tensor, Tensor], Tensor], data: FewSho
                 foreground = _batched(mask_net, fake, batch_size, device)[:, 0] > 0  # [n, H, W]
                 found["iou_content"] = mask_iou(foreground, data.content_masks[contents])
                 found["iou_target"] = mask_iou(foreground, ideal_mask)
+                drawn[0] += float(foreground.sum())
+                drawn[1] += float(ideal_mask.sum())
                 if data.style_masks is not None:  # the output's shape copied from the style examples
                     found["style_leak"] = torch.stack(
                         [mask_iou(foreground, data.style_masks[picks[:, j]]) for j in range(k)]).mean(0)
@@ -463,6 +471,8 @@ def few_shot_metrics(translate: Callable[[Tensor, Tensor], Tensor], data: FewSho
         if ideals and pairs:
             out[f"style_sensitivity_ideal_k{k}"] = sum(float((ideals[a] - ideals[b]).abs().mean())
                                                        for a, b in pairs) / len(pairs)
+        if drawn[1] > 0:
+            out[f"foreground_ratio_k{k}"] = drawn[0] / drawn[1]
         ious = {name: torch.cat(values) for name, values in per_image.items()}
         for name, values in ious.items():
             out[f"{name}_k{k}"] = float(values.mean())
@@ -543,15 +553,19 @@ def eval_dead_share(system: COCOFUNITSystem, data: FewShotEvalData, count: int =
     return dead_share(codes.float().cpu())
 
 
-def is_collapsed(metrics: dict[str, float], floor: float = 0.1) -> bool:
-    """A run whose output ignores the style: every style-code dimension dead, or the smallest K's style
-    sensitivity under ``floor`` times the ground truths' (when that is known, else under 1e-4)."""
+def is_collapsed(metrics: dict[str, float], floor: float = 0.1, empty: float = EMPTY_OUTPUT) -> bool:
+    """A failed run: its output ignores the style (every style-code dimension dead, or the smallest K's
+    style sensitivity under ``floor`` times the ground truths', when that is known, else under 1e-4), or
+    it draws (almost) no creature (the smallest K's ``foreground_ratio`` under ``empty``)."""
     if metrics.get("dead_style_code", 0.0) >= 1.0:
         return True
     ks = sorted(int(key[len("style_sensitivity_k"):]) for key in metrics
                 if key.startswith("style_sensitivity_k") and key[len("style_sensitivity_k"):].isdigit())
     if not ks:
         return False
+    ratio = metrics.get(f"foreground_ratio_k{ks[0]}")
+    if ratio is not None and ratio < empty:
+        return True
     value = metrics[f"style_sensitivity_k{ks[0]}"]
     ideal = metrics.get(f"style_sensitivity_ideal_k{ks[0]}")
     return bool(value < (floor * ideal if ideal is not None and ideal == ideal else 1e-4))
