@@ -4,6 +4,8 @@ metrics (oracle translator ideal, style copier worst)."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -183,3 +185,32 @@ def test_ground_truth_metrics_are_ideal_for_an_oracle_and_worst_for_a_style_copi
     assert "mfid_k1" not in good
     for label in ("lt30", "30to90", "gt90"):
         assert f"l1_gt_k1_pose_{label}" in good and f"style_leak_k1_pose_{label}" in good
+
+
+def test_r1_adds_the_real_images_gradient_penalty_to_the_d_loss() -> None:
+    plain, penalised = make_system(), make_system(["loss.r1=10"])
+    penalised.discriminator.load_state_dict(plain.discriminator.state_dict())
+    penalised.generator.load_state_dict(plain.generator.state_dict())
+    batch = plain.train_batch(0)
+    before = copy.deepcopy(plain.discriminator.state_dict())  # spectral norm's power iteration moves u, v
+    base, _ = plain.discriminator_loss(batch)
+    loss, logs = penalised.discriminator_loss(batch)
+    real = batch["style"].flatten(0, 1)
+    labels = batch["style_label"].repeat_interleave(batch["style"].shape[1])
+    plain.discriminator.load_state_dict(before)
+    want = evaluation_free_r1(plain.discriminator, real, labels, 10.0)
+    assert logs["r1"] == pytest.approx(float(want), rel=1e-4) and float(want) > 0
+    assert float(loss.detach()) == pytest.approx(float(base) + float(want), rel=1e-4)
+    d = penalised.discriminator
+    grads = torch.autograd.grad(loss - base.detach(), [p for p in d.parameters() if p.requires_grad], allow_unused=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)  # the penalty trains D
+    with pytest.raises(ValueError, match="loss.r1"):
+        make_system(["loss.r1=-1"])
+
+
+def evaluation_free_r1(discriminator, real: torch.Tensor, labels: torch.Tensor, gamma: float) -> torch.Tensor:
+    """gamma / 2 * mean over images of |d mean-patch-logit / d image|^2, computed on its own."""
+    x = real.detach().requires_grad_(True)
+    score = discriminator(x, labels)[0].flatten(1).mean(1).sum()
+    (grad,) = torch.autograd.grad(score, x)
+    return 0.5 * gamma * grad.square().flatten(1).sum(1).mean()

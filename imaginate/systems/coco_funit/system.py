@@ -37,6 +37,7 @@ from imaginate.engine import RunContext, System, make_grid, unwrap
 from imaginate.engine.batching import global_batch_indices, rank_share
 from imaginate.engine.system import frozen
 from imaginate.nn import ModelEMA, d_loss_terms, feature_matching_loss, g_loss
+from imaginate.nn.regularizers import squared_gradient_norm_penalty
 from imaginate.systems.coco_funit.model import (
     COCOFUNITDiscriminator,
     COCOFUNITGenerator,
@@ -118,7 +119,11 @@ class COCOFUNITOptimConfig:
 
 @dataclass
 class COCOFUNITLossConfig:
-    """Weights of the G objective (the reference: 1, 1, 0.1).
+    """Weights of the G objective (the reference: 1, 1, 0.1) and of D's R1 penalty.
+
+    ``r1`` = gamma > 0 adds ``gamma / 2 * E ||grad_x D(x)||^2`` on the real style images to the D loss
+    (D(x): the image's mean patch logit). Imaginaire's COCO-FUNIT trainer has none (0, the default); the
+    original FUNIT code penalises D's gradient on real images with weight 10.
 
     ``adversarial_warmup`` = W > 0 (an option for small presets; the reference has none) sets the GAN and
     feature-matching weights to 0 for the first W / 2 steps and ramps them linearly to their values over
@@ -131,9 +136,10 @@ class COCOFUNITLossConfig:
     feature_matching: float = 1.0
     reconstruction: float = 0.1
     adversarial_warmup: int = 0
+    r1: float = 0.0
 
     def __post_init__(self) -> None:
-        for key in ("gan", "feature_matching", "reconstruction", "adversarial_warmup"):
+        for key in ("gan", "feature_matching", "reconstruction", "adversarial_warmup", "r1"):
             if getattr(self, key) < 0:
                 raise ValueError(f"loss.{key}: must be >= 0, got {getattr(self, key)}")
 
@@ -376,9 +382,17 @@ class COCOFUNITSystem(System):
         with torch.no_grad():
             translation = self.generator(content, style)  # [B, C, H, W]
         real = style.flatten(0, 1)  # [B*K, C, H, W]
+        gamma = self.cfg.loss.r1
+        if gamma > 0:
+            real = real.detach().requires_grad_(True)
         logits, _ = self.discriminator(torch.cat([real, translation]), torch.cat([b.repeat_interleave(shots), b]))
         real_part, fake_part = d_loss_terms("hinge", logits[: real.shape[0]], logits[real.shape[0]:])
-        return real_part + fake_part, {"d_real": float(real_part.detach()), "d_fake": float(fake_part.detach())}
+        logs = {"d_real": float(real_part.detach()), "d_fake": float(fake_part.detach())}
+        loss = real_part + fake_part
+        if gamma > 0:  # one D pass: the penalty differentiates the real rows' logits of the call above
+            penalty = squared_gradient_norm_penalty(real, logits[: real.shape[0]].flatten(1).mean(1), gamma)
+            loss, logs = loss + penalty, logs | {"r1": float(penalty.detach())}
+        return loss, logs
 
     def generator_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         """Hinge on translation and reconstruction, feature matching, reconstruction L1."""
