@@ -39,12 +39,17 @@ PRESET = os.environ.get("IMAGINATE_BENCH_PRESET", "cpu")  # --preset sets it (sp
 SEEDS = (0, 1, 2)
 
 
-def preset_steps() -> int:
+def preset_config():
+    """The coco_funit config of the benchmark's preset, without overrides."""
     from imaginate.config import build_config
     from imaginate.registry import get_system
 
     spec = get_system("coco_funit")
-    return build_config(spec.config_cls, preset=PRESET, system="coco_funit", overrides=[]).train.steps
+    return build_config(spec.config_cls, preset=PRESET, system="coco_funit", overrides=[])
+
+
+def preset_steps() -> int:
+    return preset_config().train.steps
 
 
 def job(args: tuple) -> dict:
@@ -376,7 +381,8 @@ def main() -> None:
         reconstruction_grid(long["run_dir"], out_dir / "coco_funit_long_reconstruction.png")
         grids |= {"long_samples": "coco_funit_long_samples.png",
                   "long_reconstruction": "coco_funit_long_reconstruction.png"}
-    report = write_report(results, steps, timing, grids, args.workers, init_dead, long, PRESET)
+    report = write_report(results, steps, timing, grids, args.workers, init_dead, long, PRESET,
+                          preset_config().data.extra_species)
     (out_dir / f"{stem}.md").write_text(report)
     (out_dir / f"{stem}.json").write_text(json.dumps({"steps": steps, "results": results, "timing": timing,
                                                         "best_runs": best, "long": long}, indent=1))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from common import machine_line, mean_std
 
+from imaginate.systems.coco_funit.evaluation import EMPTY_OUTPUT
+
 MODELS = {
     "coco_funit": ("COCO-FUNIT (content-conditioned style code)", ["model.content_conditioned=true"]),
     "funit": ("FUNIT (style encoder only)", ["model.content_conditioned=false"]),
@@ -74,7 +76,12 @@ def fmt(stats: tuple[float, float, int] | None, digits: int = 3) -> str:
 
 def counted(results: list[dict], name: str) -> list[dict]:
     """The finished, non-collapsed runs of a model."""
-    return [r for r in results if r["model"] == name and r.get("metrics") and not r["metrics"].get("collapsed")]
+    return [r for r in results if r["model"] == name and r.get("metrics") and not failed_run(r)]
+
+
+def failed_run(r: dict) -> bool:
+    """Diverged, or collapsed on the unseen or on the seen targets (ignores the style, or draws no creature)."""
+    return not r.get("metrics") or bool(r["metrics"].get("collapsed") or (r.get("seen") or {}).get("collapsed"))
 
 
 def stats(results: list[dict], name: str, key: str, part: str = "metrics") -> tuple[float, float, int] | None:
@@ -91,14 +98,17 @@ COLUMNS = (("l1_gt", "L1 to truth ↓", 3), ("l1_fg", "L1 on creatures ↓", 3),
 
 
 def write_report(results: list[dict], steps: int, timing: dict, grids: dict[str, str], workers: int,
-                 init_dead: dict[str, list[float]], long: dict | None = None, preset: str = "cpu") -> str:
-    """The markdown report of ``benchmarks/coco_funit.py`` (``preset``: the coco_funit preset of the runs)."""
+                 init_dead: dict[str, list[float]], long: dict | None = None, preset: str = "cpu",
+                 extra_species: int = 0) -> str:
+    """The markdown report of ``benchmarks/coco_funit.py`` (``preset``: the coco_funit preset of the runs,
+    ``extra_species``: its ``data.extra_species``)."""
     seeds = sorted({r["seed"] for r in results if r["model"] in MODELS})
-    failed = [r for r in results if r["model"] in MODELS and (r.get("metrics") is None or r["metrics"].get("collapsed"))]
+    failed = [r for r in results if r["model"] in MODELS and failed_run(r)]
     lines = [
         "# COCO-FUNIT vs FUNIT on the procedural species",
         "",
         f"Written by `benchmarks/coco_funit.py`. `{preset}` preset (32 px, plain grey backgrounds, 19 seen species"
+        f"{f' and {extra_species} extra procedural training species' if extra_species else ''}"
         f"{'; the simple species: few large parts in bold colours' if preset == 'cpu_simple' else ''}), "
         f"{steps} steps, batch 8, seeds {', '.join(map(str, seeds))}; mean ± std over the runs that did not "
         "collapse. Evaluation: the 5 unseen species, K style examples each, the same content images and "
@@ -116,8 +126,10 @@ def write_report(results: list[dict], steps: int, timing: dict, grids: dict[str,
         "copying the example's pose); the ground truth itself scores the value in the `ideal` row by chance "
         "overlap.",
         "- **style sensitivity**: mean absolute pixel difference between translations of the same content into "
-        "two different unseen species; a run below a tenth of the ground truth's, or with every style-code "
-        "dimension dead, is **collapsed**: reported below, not averaged.",
+        "two different unseen species; a run below a tenth of the ground truth's, with every style-code "
+        "dimension dead, or whose translations (into unseen or seen species) hold under "
+        f"{EMPTY_OUTPUT:.0%} of the true creature area (**foreground ratio**), is **collapsed**: reported below, "
+        "not averaged.",
         "- mFID is not reported: with 40 samples per class its seed spread swamped any difference.",
         "",
         "| model | K | " + " | ".join(c[1] for c in COLUMNS) + " | style sensitivity | runs |",
@@ -154,16 +166,18 @@ def write_report(results: list[dict], steps: int, timing: dict, grids: dict[str,
                   f"![seen samples]({grids['samples_seen']})"]
     lines += ["",
               "## Per seed (K = 1)", "",
-              "| model | seed | L1 to truth | PSNR | PAcc | target IoU | style leak | style sensitivity | "
-              "dead style code (eval / max in training) | collapsed | minutes |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| model | seed | L1 to truth | PSNR | PAcc | target IoU | style leak | style sensitivity | foreground ratio "
+              "(unseen / seen) | dead style code (eval / max in training) | collapsed | minutes |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted((r for r in results if r["model"] in MODELS), key=lambda r: (r["model"], r["seed"])):
         m = r.get("metrics") or {}
         g = lambda key, d=3, m=m: f"{m[key]:.{d}f}" if m.get(key) is not None else "–"  # noqa: E731
         dead_max = r.get("monitor_max_dead")
         lines.append(f"| {MODELS[r['model']][0].split(' (')[0]} | {r['seed']} | {g('l1_gt_k1')} | {g('psnr_gt_k1', 2)} | "
                      f"{g('pacc_k1')} | {g('iou_target_k1')} | {g('style_leak_k1')} | {g('style_sensitivity_k1')} | "
+                     f"{g('foreground_ratio_k1', 2)} / {g('foreground_ratio_k1', 2, r.get('seen') or {})} | "
                      f"{g('dead_style_code', 2)} / {'–' if dead_max is None else f'{dead_max:.2f}'} | "
-                     f"{'yes' if m.get('collapsed') or not m else 'no'} | {r.get('seconds', 0) / 60:.1f} |")
+                     f"{'yes' if failed_run(r) else 'no'} | {r.get('seconds', 0) / 60:.1f} |")
     lines += ["", "## Stratified by pose difference (K = 1)", "",
               "Facing difference between the content image and the style example. The paper's claim: with the "
               "content-conditioned style code the output keeps the content's pose (here: stays close to the "
@@ -219,7 +233,7 @@ def verdict(results: list[dict], failed: list[dict]) -> str:
     parts = []
     for r in failed:
         parts.append(f"{MODELS[r['model']][0].split(' (')[0]} seed {r['seed']} "
-                     + ("diverged" if r.get("metrics") is None else "collapsed (its output ignores the style example)")
+                     + ("diverged" if not r.get("metrics") else "collapsed (its output ignores the style example or draws no creature)")
                      + " and is not counted")
     for key, text, higher in (("l1_fg_k1_pose_gt90", "L1 on the creatures at > 90° (K=1)", False),
                               ("l1_gt_k1_pose_gt90", "L1 to the ground truth at > 90° (K=1)", False),
