@@ -226,7 +226,8 @@ def _zoo_demo(out_dir: Path) -> ReportPart:
     pacc = recorded.get("pacc_k1", float("nan"))
     text = (f"COCO-FUNIT (content encoder, content-conditioned style code with the constant style bias, AdaIN "
             f"decoder) trained by the project for {step} steps at {size} px on 19 procedural few-part species (the "
-            f"cpu_simple preset; weights zoo:{ZOO_NAME}, nothing is trained here), shown on images it "
+            f"cpu_simple preset before its extra species and 10000 steps; weights zoo:{ZOO_NAME}, nothing is trained "
+            "here), shown on images it "
             f"never saw. First the reconstructions G(x, x): a translator that cannot redraw its own input cannot be "
             f"judged on translation. Then contents of seen species translated with one example of 3 seen and the 5 "
             f"unseen species, beside the ground truth the procedural data can render. {PICTURES} "
