@@ -151,7 +151,7 @@ def write_report(results: list[dict], steps: int, timing: dict, grids: dict[str,
               "", "## Seen species on held-out images vs unseen species (K = 1)", "",
               "The same contents translated with examples of five *seen* species (images drawn fresh, never trained "
               "on) and with examples of the five unseen ones. Good on seen and poor on unseen: the model translates "
-              "but does not generalise to new species from 19 training species; poor on both: it has not learned "
+              "but does not generalise to new species from its training species; poor on both: it has not learned "
               "to translate.", "",
               "| model | targets | " + " | ".join(c[1] for c in SEEN_COLUMNS) + " | style sensitivity | runs |",
               "|---|---|" + "---|" * (len(SEEN_COLUMNS) + 2)]
