@@ -162,6 +162,8 @@ def lns_quantize_kernel(
             or x.numel() == 0 or (scale is not None and (scale.dim() > 0 or scale.device.type != "cpu"))
             or not kernels_enabled()):
         return None
+    if rounding == "nearest" and not x.is_contiguous():  # torch rounds a strided tensor's exp2 with another
+        return None  # vector / scalar split (ISA-dependent), which nearest rounding could not match bit for bit
     module = _module()
     if module is None:
         return None

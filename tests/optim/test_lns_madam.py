@@ -173,7 +173,9 @@ def test_native_keeps_no_float_copy_and_rewrites_parameters():
         codes, signs = opt.native_codes(p)
         assert 0 <= codes.min() and codes.max() <= fmt.max_code
         decoded = lns_decode(codes, signs, torch.tensor(state["scale"]), fmt, p.dtype)
-        assert torch.equal(p.detach(), decoded)
+        # equal up to one float32 ulp: the kernel's magnitude table takes the vectorised exp2, torch's decode
+        # takes the scalar one on a tensor's tail, whose length depends on the CPU's vector width (AVX-512)
+        assert torch.allclose(p.detach(), decoded, rtol=2**-22, atol=0)
     # p is a view materialised from the store, never read: an edit is discarded by the next step
     before = [p.detach().clone() for p in model.parameters()]
     for p in model.parameters():
