@@ -200,7 +200,7 @@ def test_r1_adds_the_real_images_gradient_penalty_to_the_d_loss() -> None:
     plain.discriminator.load_state_dict(before)
     want = evaluation_free_r1(plain.discriminator, real, labels, 10.0)
     assert logs["r1"] == pytest.approx(float(want), rel=1e-4) and float(want) > 0
-    assert float(loss.detach()) == pytest.approx(float(base) + float(want), rel=1e-4)
+    assert float(loss.detach()) == pytest.approx(float(base.detach()) + float(want), rel=1e-4)
     d = penalised.discriminator
     grads = torch.autograd.grad(loss - base.detach(), [p for p in d.parameters() if p.requires_grad], allow_unused=True)
     assert any(g is not None and g.abs().sum() > 0 for g in grads)  # the penalty trains D
