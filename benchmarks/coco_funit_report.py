@@ -76,7 +76,7 @@ def fmt(stats: tuple[float, float, int] | None, digits: int = 3) -> str:
 
 def counted(results: list[dict], name: str) -> list[dict]:
     """The finished, non-collapsed runs of a model."""
-    return [r for r in results if r["model"] == name and r.get("metrics") and not failed_run(r)]
+    return [r for r in results if r["model"] == name and not failed_run(r)]
 
 
 def failed_run(r: dict) -> bool:
