@@ -3,6 +3,7 @@
     python scripts/train_zoo.py NAME                       # train runs/zoo/NAME from the entry's recipe
     python scripts/train_zoo.py NAME --from-run RUN_DIR    # adopt a finished run trained with the recipe
     python scripts/train_zoo.py --all                      # every entry, one after another
+    python scripts/train_zoo.py NAME --evaluate-only       # re-measure the committed weights' metrics
 
 The entry file ``imaginate/zoo/entries/NAME.json`` must exist with its recipe (preset, overrides, threads);
 this script writes everything else in it (steps, CPU/wall seconds, sha256, bytes, shapes, config, metrics) and
@@ -110,6 +111,16 @@ def evaluate_entry(entry: zoo.ZooEntry, threads: int) -> tuple[dict[str, float],
     return {k: float(v) for k, v in metrics.items()}, time.perf_counter() - start
 
 
+def reevaluate(name: str) -> zoo.ZooEntry:
+    """Re-measure an entry's metrics from its committed weights (after a change to the evaluation or its data)."""
+    entry = zoo.get_entry(name)
+    entry.metrics, seconds = evaluate_entry(entry, int(entry.threads or entry.recipe.get("threads", 1)))
+    entry.eval_seconds = round(seconds, 2)
+    entry.write()
+    print(f"zoo:{name}: eval {seconds:.1f} s, metrics {json.dumps({k: round(v, 4) for k, v in entry.metrics.items()})}")
+    return entry
+
+
 def make(name: str, from_run: Path | None, out_root: Path) -> zoo.ZooEntry:
     entry = zoo.get_entry(name)
     spec, cfg = recipe_config(entry)
@@ -169,16 +180,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name", nargs="?", help="a zoo entry (imaginate/zoo/entries/NAME.json)")
     parser.add_argument("--all", action="store_true", help="every entry in turn")
     parser.add_argument("--from-run", type=Path, default=None, help="adopt this finished run instead of training")
+    parser.add_argument("--evaluate-only", action="store_true",
+                        help="only re-measure the metrics of the committed weights (no training)")
     parser.add_argument("--out-root", type=Path, default=Path("runs/zoo"), help="where runs are trained")
     args = parser.parse_args(argv)
     if bool(args.name) == args.all:
         parser.error("give one entry NAME or --all")
     if args.all and args.from_run:
         parser.error("--from-run needs one NAME")
+    if args.evaluate_only and args.from_run:
+        parser.error("--evaluate-only takes no --from-run")
     names = [e.name for e in zoo.list_entries()] if args.all else [args.name]
     try:
         for name in names:
-            make(name, args.from_run, args.out_root)
+            if args.evaluate_only:
+                reevaluate(name)
+            else:
+                make(name, args.from_run, args.out_root)
     except (ConfigError, DataError, CheckpointError) as exc:  # ZooError, bad recipes, unfinished or mismatched runs: one line, exit 2
         print(f"train_zoo: error: {exc}", file=sys.stderr)
         return 2

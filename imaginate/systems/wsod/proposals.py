@@ -19,6 +19,7 @@ import math
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -37,6 +38,26 @@ OPENCV_CONTRIB_HINT = "pip install opencv-contrib-python-headless"
 # sliding-window defaults: about 1,800 windows, recall@0.5 ~0.94 on random boxes of 10-60% of the image
 DEFAULT_SCALES = (0.15, 0.25, 0.35, 0.5, 0.7, 0.9)
 DEFAULT_ASPECT_RATIOS = (0.5, 0.75, 1.0, 1.5, 2.0)
+# OpenCV ranks Selective Search's regions by level x std::rand(), so its boxes (their order, and which
+# duplicates survive) depend on every rand() call the process made before. Seeding the C library's
+# generator right before each search makes the boxes a function of the image alone.
+RANKING_SEED = 0
+_ranking_lock = threading.Lock()
+
+
+@functools.cache
+def _c_srand():
+    """The C library's ``srand`` (the generator OpenCV's ranking draws from), or None where not found."""
+    import ctypes
+    import ctypes.util
+
+    for name in (None, ctypes.util.find_library("c"), "msvcrt"):
+        try:
+            return ctypes.CDLL(name).srand
+        except (OSError, AttributeError, TypeError):
+            continue
+    logger.warning("proposals: the C library's srand was not found: Selective Search boxes are not reproducible")
+    return None
 
 
 def _as_hwc_uint8(image: np.ndarray | Tensor) -> np.ndarray:
@@ -64,6 +85,9 @@ def selective_search(image: np.ndarray | Tensor, mode: str = "fast", max_proposa
         mode: "fast" or "quality" (the strategies of Uijlings et al.) or "single" (one strategy).
         max_proposals: keep the first boxes in OpenCV's ranking.
 
+    The ranking's random draws are seeded (``RANKING_SEED``) before each search, so the same image
+    gives the same boxes in the same order whatever ran before it in the process.
+
     Returns:
         [P, 4] float32 xyxy, P <= max_proposals.
 
@@ -86,7 +110,12 @@ def selective_search(image: np.ndarray | Tensor, mode: str = "fast", max_proposa
         "quality": search.switchToSelectiveSearchQuality,
         "single": search.switchToSingleStrategy,
     }[mode]()
-    rects = np.asarray(search.process(), dtype=np.float32).reshape(-1, 4)[:max_proposals]  # [P, 4] x, y, w, h
+    srand = _c_srand()
+    with _ranking_lock:
+        if srand is not None:
+            srand(RANKING_SEED)
+        found = search.process()
+    rects = np.asarray(found, dtype=np.float32).reshape(-1, 4)[:max_proposals]  # [P, 4] x, y, w, h
     boxes = torch.from_numpy(rects.copy())
     boxes[:, 2:] += boxes[:, :2]
     return boxes
@@ -252,6 +281,7 @@ class ProposalCache:
                 "size": [height, width],
                 "method": self.method,
                 "content": fingerprint,
+                "ranking_seed": RANKING_SEED,  # files from before the seeded ranking are recomputed
                 **dataclasses.asdict(self.params),
             },
             sort_keys=True,
