@@ -191,7 +191,10 @@ class PseudoGTConfig:
                 raise ValueError(f"PseudoGTConfig.{name} must be positive, got {getattr(self, name)}")
         if not 0.0 <= self.beta1 < 1.0:
             raise ValueError(f"PseudoGTConfig.beta1 must lie in [0, 1), got {self.beta1}")
-        check_gan_loss(self.gan_loss)
+        try:
+            check_gan_loss(self.gan_loss)
+        except ValueError as e:
+            raise ValueError(f"PseudoGTConfig.gan_loss: {e}") from None
 
     def build_translator(self, num_labels: int, image_size: int) -> SPADETranslator:
         return SPADETranslator(num_labels, self.base_channels, image_size, STYLE_DIM if self.use_style else 0,
