@@ -101,20 +101,10 @@ def export_weights(entry: zoo.ZooEntry, run_dir: Path) -> int:
     return step
 
 
-def evaluate_entry(entry: zoo.ZooEntry, threads: int) -> tuple[dict[str, float], float]:
-    from imaginate.engine.loop import _evaluate
-
-    torch.set_num_threads(threads)
-    _, cfg, system, _ = zoo.load_zoo(entry.name, device="cpu")
-    start = time.perf_counter()
-    metrics = _evaluate(system, cfg.train.seed)
-    return {k: float(v) for k, v in metrics.items()}, time.perf_counter() - start
-
-
 def reevaluate(name: str) -> zoo.ZooEntry:
     """Re-measure an entry's metrics from its committed weights (after a change to the evaluation or its data)."""
     entry = zoo.get_entry(name)
-    entry.metrics, seconds = evaluate_entry(entry, int(entry.threads or entry.recipe.get("threads", 1)))
+    entry.metrics, seconds = zoo.evaluate_entry(name, int(entry.threads or entry.recipe.get("threads", 1)))
     entry.eval_seconds = round(seconds, 2)
     entry.write()
     print(f"zoo:{name}: eval {seconds:.1f} s, metrics {json.dumps({k: round(v, 4) for k, v in entry.metrics.items()})}")
@@ -164,7 +154,7 @@ def make(name: str, from_run: Path | None, out_root: Path) -> zoo.ZooEntry:
                        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
                        "run": "trained by this script" if from_run is None else f"adopted from {from_run}"}
     entry.write()  # sha256 first: load_zoo verifies
-    entry.metrics, seconds = evaluate_entry(entry, threads)
+    entry.metrics, seconds = zoo.evaluate_entry(name, threads)  # a fresh process: cold caches
     entry.eval_seconds = round(seconds, 2)
     entry.write()
     total = sum(p.stat().st_size for p in zoo.WEIGHTS_DIR.glob("*.safetensors"))

@@ -26,7 +26,7 @@ CONTENTS_PER_SPECIES = 1  # held-out contents per seen species in the metric bat
 GRID_CONTENTS = 5
 SEEN_TARGET_COUNT = 5  # how many seen target species the metrics use (spread over the list; the first 3 also in the grid)
 GRID_SEEN_STYLES = 3
-# What the pictures of these weights show (looked at; true of the committed zoo:coco_funit_cpu weights)
+# What the pictures of these weights show (looked at on the committed zoo:coco_funit_simple weights, 10000 steps)
 PICTURES = ("What the pictures show: the translations keep the content's place, size and facing and take the "
             "example species' colour scheme, part by part (body in its base colour, head in its accent colour), for "
             "seen and unseen species; the unseen species' tails and ears are not drawn, the bodies are soft blobs "
@@ -225,9 +225,9 @@ def _zoo_demo(out_dir: Path) -> ReportPart:
     beats = model_u["l1_fg"] < min(copy_u["l1_fg"], gt["unseen"]["copy style"]["l1_fg"])
     pacc = recorded.get("pacc_k1", float("nan"))
     text = (f"COCO-FUNIT (content encoder, content-conditioned style code with the constant style bias, AdaIN "
-            f"decoder) trained by the project for {step} steps at {size} px on 19 procedural few-part species (the "
-            f"cpu_simple preset before its extra species and 10000 steps; weights zoo:{ZOO_NAME}, nothing is trained "
-            "here), shown on images it "
+            f"decoder) trained by the project for {step} steps at {size} px on 19 procedural few-part species"
+            + (f" and {cfg.data.extra_species} extra procedural ones" if cfg.data.extra_species else "")
+            + f" (the cpu_simple preset; weights zoo:{ZOO_NAME}, nothing is trained here), shown on images it "
             f"never saw. First the reconstructions G(x, x): a translator that cannot redraw its own input cannot be "
             f"judged on translation. Then contents of seen species translated with one example of 3 seen and the 5 "
             f"unseen species, beside the ground truth the procedural data can render. {PICTURES} "
