@@ -232,11 +232,7 @@ def read_curves(entry: ZooEntry) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-__all__ = ["ZooEntry", "ZooError", "file_shapes", "get_entry", "is_zoo_ref", "list_entries", "load_zoo",
-           "read_curves", "sha256_file", "verify", "zoo_weights_file"]
-
-
-def _evaluate_here(name: str, threads: int, dirs: tuple[str, str, str] | None = None) -> tuple[dict[str, float], float]:
+def _evaluate_here(name: str, threads: int, dirs: tuple[str, str, str]) -> tuple[dict[str, float], float]:
     import time
 
     import torch
@@ -244,8 +240,7 @@ def _evaluate_here(name: str, threads: int, dirs: tuple[str, str, str] | None = 
     from imaginate.engine.loop import _evaluate
 
     global ENTRIES_DIR, WEIGHTS_DIR, CURVES_DIR
-    if dirs is not None:  # a child process: the parent's folders (a test's private copy of the zoo)
-        ENTRIES_DIR, WEIGHTS_DIR, CURVES_DIR = (Path(d) for d in dirs)
+    ENTRIES_DIR, WEIGHTS_DIR, CURVES_DIR = (Path(d) for d in dirs)  # the parent's (a test's private copy)
     torch.set_num_threads(threads)
     _, cfg, system, _ = load_zoo(name, device="cpu")
     start = time.perf_counter()
@@ -265,3 +260,7 @@ def evaluate_entry(name: str, threads: int = 1) -> tuple[dict[str, float], float
     dirs = (str(ENTRIES_DIR), str(WEIGHTS_DIR), str(CURVES_DIR))
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(_evaluate_here, (name, threads, dirs))
+
+
+__all__ = ["ZooEntry", "ZooError", "evaluate_entry", "file_shapes", "get_entry", "is_zoo_ref", "list_entries", "load_zoo",
+           "read_curves", "sha256_file", "verify", "zoo_weights_file"]
