@@ -16,6 +16,7 @@ from imaginate.data.species import PLAIN_BACKGROUND
 from imaginate.engine import DistEnv, RunContext, unwrap
 from imaginate.systems.coco_funit import evaluation
 from imaginate.systems.coco_funit.evaluation import eval_dead_share, is_collapsed, species_eval_data
+from imaginate.systems.coco_funit.helpers import SpeciesClassifier
 from imaginate.systems.coco_funit.model import (
     COCOFUNITGenerator,
     COCOFUNITModelConfig,
@@ -157,7 +158,7 @@ def test_ground_truth_metrics_are_ideal_for_an_oracle_and_worst_for_a_style_copi
     bank = torch.cat([data.style_images] + [ideal[u][0] for u in data.unseen])
     masks = torch.cat([data.style_masks] + [ideal[u][1] for u in data.unseen])
     mask_net = LookupMaskNet(bank, masks)
-    classifier = evaluation.SpeciesClassifier(data.num_classes)
+    classifier = SpeciesClassifier(data.num_classes)
 
     def oracle(content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         rows = [torch.nonzero((data.content_images == c).flatten(1).all(1)).flatten()[0] for c in content]

@@ -19,12 +19,11 @@ from imaginate.data import SPLIT, DataError, SpeciesContent, SpeciesDataset, ren
 from imaginate.engine import DistEnv, RunContext, run_training, unwrap
 from imaginate.engine.checkpoint import checkpoint_path
 from imaginate.registry import get_system
-from imaginate.systems.coco_funit import evaluation
-from imaginate.systems.coco_funit.evaluation import (
-    POSE_BINS,
+from imaginate.systems.coco_funit import evaluation, helpers
+from imaginate.systems.coco_funit.evaluation import POSE_BINS, mask_iou, species_eval_data
+from imaginate.systems.coco_funit.helpers import (
+    SpeciesClassifier,
     cached_helper,
-    mask_iou,
-    species_eval_data,
     train_mask_net,
     train_species_classifier,
 )
@@ -128,7 +127,7 @@ def test_sample_grid_has_content_rows_and_style_columns() -> None:
 
 
 def test_evaluation_returns_the_few_shot_metrics(monkeypatch) -> None:
-    monkeypatch.setattr(evaluation, "_HELPERS", {})  # train the helper nets here, under no_grad as the engine does
+    monkeypatch.setattr(helpers, "_HELPERS", {})  # train the helper nets here, under no_grad as the engine does
     system = make_system(TINY_EVAL)
     with torch.no_grad():
         metrics = system.evaluate()
@@ -153,7 +152,7 @@ def test_evaluation_returns_the_few_shot_metrics(monkeypatch) -> None:
 
 def test_style_sensitivity_is_zero_when_the_style_is_ignored() -> None:
     data = species_eval_data(32, 0, 4, 4, 4)
-    classifier = evaluation.SpeciesClassifier(data.num_classes)
+    classifier = SpeciesClassifier(data.num_classes)
     ignore = evaluation.few_shot_metrics(lambda c, s: c, data, classifier, [1], 3)
     assert ignore["style_sensitivity_k1"] == 0.0
     copy = evaluation.few_shot_metrics(lambda c, s: s[:, 0], data, classifier, [1], 3)
