@@ -141,6 +141,59 @@ def _entry_normal(entry_per_axis: Tensor, d: Tensor, near: Tensor) -> Tensor:
     return torch.where((last > near)[:, None], normal, torch.zeros_like(normal))
 
 
+@dataclass
+class _March:
+    """The rays that cross the grid, clipped to it and packed for marching (both DDAs start from this).
+
+    ``state_f`` [A, 8] floats: origin, direction, t_cur (entry depth of the current voxel), t_end;
+    ``state_i`` [A, 9] ints: ray id, voxel (x, y, z), hits so far, entry face axis (-1 = started inside),
+    step (-1, 0, +1 per axis). ``out`` holds every ray's (empty) hits; ``batch`` the rays' batch shape.
+    """
+
+    out: RayHits
+    batch: tuple[int, ...]
+    state_f: Tensor
+    state_i: Tensor
+    size: Tensor  # [3] int64 grid size
+    blocks_flat: Tensor
+    strides: Tensor  # [3] int64
+
+
+def _start_march(blocks: Tensor, origins: Tensor, directions: Tensor, max_hits: int, near: float,
+                 far: float) -> _March:
+    if max_hits < 1:
+        raise ValueError(f"max_hits must be at least 1, got {max_hits}")
+    if not math.isfinite(near) or far <= near:
+        raise ValueError(f"need a finite near < far, got near={near}, far={far}")
+    o, d, batch = _flatten_rays(blocks, origins, directions)  # [R, 3] each
+    num_rays, dtype, device = o.shape[0], d.dtype, blocks.device
+    out = _empty_hits(num_rays, max_hits, dtype, device)
+    size = torch.tensor(blocks.shape, device=device)  # [3] int64
+    strides = torch.tensor([blocks.shape[1] * blocks.shape[2], blocks.shape[2], 1], device=device)  # [3]
+
+    # Clip every ray to the grid's box; its traversal starts where it enters (or at ``near``).
+    box_entry, box_exit = _slabs(torch.zeros_like(o), size.to(dtype).expand_as(o), o, d)  # [R, 3] each
+    near_t = torch.full((num_rays,), float(near), dtype=dtype, device=device)
+    t_cur = torch.maximum(box_entry.amax(dim=-1), near_t)  # [R] depth where the current voxel is entered
+    t_end = torch.minimum(box_exit.amin(dim=-1), torch.full_like(t_cur, float(far)))  # [R]
+    start = t_end - t_cur > _tolerance(t_cur)  # [R] rays that cross the box at all
+
+    # The voxel holding the start point: a point on a face plane belongs to the voxel the ray moves
+    # into. Rounding at the box can put it one voxel outside; clamping fixes that (a wrong guess
+    # next to a face costs a zero-length step, never a hit).
+    point = o + t_cur.clamp(max=torch.finfo(dtype).max)[:, None] * d  # [R, 3]
+    voxel = torch.where(d < 0, torch.ceil(point) - 1, torch.floor(point))
+    voxel = torch.minimum(voxel.clamp(min=0), (size - 1).to(dtype)).long()  # [R, 3]
+    _, entry_axis = box_entry.max(dim=-1)  # [R]
+    axis = torch.where(box_entry.amax(dim=-1) > near_t, entry_axis, -1)  # [R] entry face axis, -1 = none
+
+    # Packed so that dropping finished rays is two gathers.
+    state_f = torch.cat([o, d, t_cur[:, None], t_end[:, None]], dim=-1)[start]
+    state_i = torch.cat([torch.arange(num_rays, device=device)[:, None], voxel, torch.zeros_like(axis)[:, None],
+                         axis[:, None], torch.sign(d).long()], dim=-1)[start]
+    return _March(out, batch, state_f, state_i, size, blocks.reshape(-1), strides)
+
+
 @torch.no_grad()
 def ray_voxel_intersections(
     blocks: Tensor,
@@ -177,41 +230,12 @@ def ray_voxel_intersections(
     Returns:
         ``RayHits`` with batch shape ``...``.
     """
-    if max_hits < 1:
-        raise ValueError(f"max_hits must be at least 1, got {max_hits}")
     if window < 1:
         raise ValueError(f"window must be at least 1, got {window}")
-    if not math.isfinite(near) or far <= near:
-        raise ValueError(f"need a finite near < far, got near={near}, far={far}")
-    o, d, batch = _flatten_rays(blocks, origins, directions)  # [R, 3] each
-    num_rays, dtype, device = o.shape[0], d.dtype, blocks.device
-    out = _empty_hits(num_rays, max_hits, dtype, device)
-    size = torch.tensor(blocks.shape, device=device)  # [3] int64
-    if num_rays == 0:
-        return out.reshape(*batch)
-    blocks_flat = blocks.reshape(-1)
-    strides = torch.tensor([blocks.shape[1] * blocks.shape[2], blocks.shape[2], 1], device=device)  # [3]
-
-    # Clip every ray to the grid's box; its traversal starts where it enters (or at ``near``).
-    box_entry, box_exit = _slabs(torch.zeros_like(o), size.to(dtype).expand_as(o), o, d)  # [R, 3] each
-    near_t = torch.full((num_rays,), float(near), dtype=dtype, device=device)
-    t_cur = torch.maximum(box_entry.amax(dim=-1), near_t)  # [R] depth where the current voxel is entered
-    t_end = torch.minimum(box_exit.amin(dim=-1), torch.full_like(t_cur, float(far)))  # [R]
-    start = t_end - t_cur > _tolerance(t_cur)  # [R] rays that cross the box at all
-
-    # The voxel holding the start point (a point on a face plane belongs to the voxel the ray moves into;
-    # rounding at the box can put it one voxel outside, which the clamp fixes).
-    point = o + t_cur.clamp(max=torch.finfo(dtype).max)[:, None] * d  # [R, 3]
-    voxel = torch.where(d < 0, torch.ceil(point) - 1, torch.floor(point))
-    voxel = torch.minimum(voxel.clamp(min=0), (size - 1).to(dtype)).long()  # [R, 3]
-    _, entry_axis = box_entry.max(dim=-1)  # [R]
-    axis = torch.where(box_entry.amax(dim=-1) > near_t, entry_axis, -1)  # [R] entry face axis, -1 = none
-
-    # Marching state: floats [A, 8] = origin, direction, t_cur, t_end;
-    # ints [A, 9] = ray id, voxel (x, y, z), hits so far, entry face axis, step (-1, 0, +1 per axis).
-    state_f = torch.cat([o, d, t_cur[:, None], t_end[:, None]], dim=-1)[start]
-    state_i = torch.cat([torch.arange(num_rays, device=device)[:, None], voxel, torch.zeros_like(axis)[:, None],
-                         axis[:, None], torch.sign(d).long()], dim=-1)[start]
+    march = _start_march(blocks, origins, directions, max_hits, near, far)
+    out, size, blocks_flat, strides = march.out, march.size, march.blocks_flat, march.strides
+    state_f, state_i = march.state_f, march.state_i
+    dtype, device = state_f.dtype, blocks.device
     k = window
     n = torch.arange(k, device=device, dtype=dtype)  # [K] (integers, exact in float)
     axes = torch.arange(3, device=device)  # [3]
@@ -271,7 +295,7 @@ def ray_voxel_intersections(
         if not bool(keep.all()):
             kept = torch.nonzero(keep).squeeze(1)
             state_f, state_i = state_f.index_select(0, kept), state_i.index_select(0, kept)
-    return out.reshape(*batch)
+    return out.reshape(*march.batch)
 
 
 @torch.no_grad()
@@ -300,41 +324,10 @@ def ray_voxel_intersections_stepwise(
     Returns:
         ``RayHits`` with batch shape ``...``.
     """
-    if max_hits < 1:
-        raise ValueError(f"max_hits must be at least 1, got {max_hits}")
-    if not math.isfinite(near) or far <= near:
-        raise ValueError(f"need a finite near < far, got near={near}, far={far}")
-    o, d, batch = _flatten_rays(blocks, origins, directions)  # [R, 3] each
-    num_rays, dtype, device = o.shape[0], d.dtype, blocks.device
-    out = _empty_hits(num_rays, max_hits, dtype, device)
-    size = torch.tensor(blocks.shape, device=device)  # [3] int64
-    if num_rays == 0:
-        return out.reshape(*batch)
-    blocks_flat = blocks.reshape(-1)
-    strides = torch.tensor([blocks.shape[1] * blocks.shape[2], blocks.shape[2], 1], device=device)  # [3]
-
-    # Clip every ray to the grid's box; its traversal starts where it enters (or at ``near``).
-    box_entry, box_exit = _slabs(torch.zeros_like(o), size.to(dtype).expand_as(o), o, d)  # [R, 3] each
-    near_t = torch.full((num_rays,), float(near), dtype=dtype, device=device)
-    t_cur = torch.maximum(box_entry.amax(dim=-1), near_t)  # [R] depth where the current voxel is entered
-    t_end = torch.minimum(box_exit.amin(dim=-1), torch.full_like(t_cur, float(far)))  # [R]
-    start = t_end - t_cur > _tolerance(t_cur)  # [R] rays that cross the box at all
-
-    # The voxel holding the start point: a point on a face plane belongs to the voxel the ray moves
-    # into. Rounding at the box can put it one voxel outside; clamping fixes that (a wrong guess
-    # next to a face costs a zero-length step, never a hit).
-    point = o + t_cur.clamp(max=torch.finfo(dtype).max)[:, None] * d  # [R, 3]
-    voxel = torch.where(d < 0, torch.ceil(point) - 1, torch.floor(point))
-    voxel = torch.minimum(voxel.clamp(min=0), (size - 1).to(dtype)).long()  # [R, 3] current voxel
-    _, entry_axis = box_entry.max(dim=-1)  # [R]
-    axis = torch.where(box_entry.amax(dim=-1) > near_t, entry_axis, -1)  # [R] entry face axis, -1 = none
-
-    # The marching rays' state, packed so that dropping finished rays is two gathers:
-    # floats [A, 8] = origin, direction, t_cur (entry depth of the current voxel), t_end;
-    # ints [A, 9] = ray id, voxel (x, y, z), hits so far, entry face axis, step (-1, 0, +1 per axis).
-    state_f = torch.cat([o, d, t_cur[:, None], t_end[:, None]], dim=-1)[start]
-    state_i = torch.cat([torch.arange(num_rays, device=device)[:, None], voxel, torch.zeros_like(axis)[:, None],
-                         axis[:, None], torch.sign(d).long()], dim=-1)[start]
+    march = _start_march(blocks, origins, directions, max_hits, near, far)
+    out, size, blocks_flat, strides = march.out, march.size, march.blocks_flat, march.strides
+    state_f, state_i = march.state_f, march.state_i
+    dtype, device = state_f.dtype, blocks.device
     inf = torch.tensor(math.inf, dtype=dtype, device=device)
 
     for _ in range(int(size.sum()) + 1):  # each step moves at least one index by one
@@ -377,7 +370,7 @@ def ray_voxel_intersections_stepwise(
         if not bool(keep.all()):
             kept = torch.nonzero(keep).squeeze(1)
             state_f, state_i = state_f.index_select(0, kept), state_i.index_select(0, kept)
-    return out.reshape(*batch)
+    return out.reshape(*march.batch)
 
 
 @torch.no_grad()
