@@ -29,8 +29,8 @@ def global_batch_indices(step: int, num_items: int, global_batch: int, seed: int
 
 
 def rank_share(indices: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
-    """Rank ``rank``'s contiguous share of a global batch (sizes must divide evenly)."""
-    n = indices.numel()
+    """Rank ``rank``'s contiguous share of a global batch along dim 0 (sizes must divide evenly)."""
+    n = indices.shape[0]
     if n % world_size:
         raise ValueError(f"train.batch_size={n} does not split evenly over {world_size} processes")
     per = n // world_size

@@ -100,6 +100,14 @@ class RunContext:
         idx = global_batch_indices(step, num_items, self.global_batch, self.seed)
         return rank_share(idx, self.env.rank, self.env.world_size)
 
+    def batch_noise(self, step: int, *shape: int, stream: int = 0) -> torch.Tensor:
+        """This rank's share of standard normal noise ``[global_batch, *shape]`` drawn from (seed, step, stream),
+        on the device: like the batch indices, N ranks together draw what one process draws (a GAN's latents).
+        ``stream`` tells apart the draws of one step (e.g. 0 for D's fakes, 1 for G's)."""
+        gen = torch.Generator().manual_seed((self.seed * 1_000_003 + step) * 64 + stream)
+        noise = torch.randn(self.global_batch, *shape, generator=gen)
+        return rank_share(noise, self.env.rank, self.env.world_size).to(self.device)
+
     # -- updating -------------------------------------------------------------------------------
     def autocast(self) -> contextlib.AbstractContextManager:
         if not self.amp:

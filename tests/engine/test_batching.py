@@ -24,3 +24,24 @@ def test_micro_batches_split_nested_batches():
     assert len(parts) == 3 and torch.equal(torch.cat([p[0] for p in parts]), x)
     d = split_micro_batches({"a": y}, 2)
     assert torch.equal(d[1]["a"], y[3:])
+
+
+def test_batch_noise_is_the_global_draw_shared_out_by_rank():
+    from imaginate.engine.distributed import DistEnv
+    from imaginate.engine.system import RunContext
+
+    def ctx(rank, world):
+        return RunContext(DistEnv(rank, world, rank, torch.device("cpu")), amp=False, grad_accum=1, seed=7,
+                          global_batch=8)
+
+    one = ctx(0, 1).batch_noise(3, 5, stream=1)
+    assert one.shape == (8, 5)
+    shares = [ctx(r, 4).batch_noise(3, 5, stream=1) for r in range(4)]
+    assert all(s.shape == (2, 5) for s in shares) and torch.equal(torch.cat(shares), one)
+    assert torch.equal(ctx(0, 1).batch_noise(3, 5, stream=1), one)  # a function of (seed, step, stream)
+    assert not torch.equal(ctx(0, 1).batch_noise(4, 5, stream=1), one)
+    assert not torch.equal(ctx(0, 1).batch_noise(3, 5, stream=0), one)
+    torch.manual_seed(0)
+    a = ctx(0, 1).batch_noise(3, 5, stream=1)
+    torch.randn(10)  # the global generator does not enter
+    assert torch.equal(a, one)

@@ -2,14 +2,16 @@
 the same global batch. classify's CNN has batch norm: with ``train.sync_batchnorm`` (the default) its
 statistics are those of the global batch and the runs agree (tolerance: |loss_2 - loss_1| <= 1e-4 *
 max(1, |loss_1|) at every logged step, final weights within 1e-4: float32 sums in another order);
-without it they are per rank and the runs part. The class-conditional GAN runs under 2 ranks (D frozen
-during the G step, batch norm synchronised), but cannot equal 1 process: it draws its noise z from each
-rank's own RNG stream, so rank 1's fakes are not the second half of the single process's fakes (the gap is
-recorded, not asserted; drawing z per global sample is a change to imaginate/systems/gan)."""
+without it they are per rank and the runs part. The class-conditional GAN (D frozen during the G step, batch
+norm synchronised, its latents drawn per global sample by ``RunContext.batch_noise``) agrees too, except in
+the generator's biases that feed a batch norm and those norms' running means: the norm cancels such a bias,
+so its gradient is float rounding only, which Adam scales up to learning-rate-sized steps that differ
+between reduction orders (they do not change the generator's output)."""
 
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 import torch
@@ -26,6 +28,9 @@ CONFIGS = {
 }
 COMMON = ["train.log_every=1", "train.eval_every=0", "train.sample_every=0", "train.ckpt_every=0"]
 TOL = 1e-4
+# the GAN generator's conv biases whose output a batch norm normalises, and those norms' running means
+REDUNDANT_UNDER_BN = re.compile(r"^generator(_ema\.module)?\.(block\d+\.(conv1|conv2|shortcut)\.bias|"
+                                r"block\d+\.norm\d\.batch_norm\.running_mean|to_image\.0\.running_mean)$")
 
 
 def _losses(run):
@@ -50,14 +55,13 @@ def test_two_gloo_ranks_match_one_process_with_sync_batchnorm(system, tmp_path, 
     record_property("category", "ddp")
     record_property("gap_sync", gap)
     record_property("gap_per_rank", gap_per_rank)
-    if system == "gan":  # per-rank noise: see the module docstring
-        assert all(abs(v) < 1e6 for row in two for v in row.values())
-        return
     assert gap <= TOL, (one, two)
     assert gap_per_rank > 10 * TOL  # the check can fail: per-rank statistics do change training
     a, b = load_file(str(tmp_path / "one" / "final.safetensors")), load_file(str(tmp_path / "two" / "final.safetensors"))
     assert a.keys() == b.keys()
     for key in a:
+        if system == "gan" and REDUNDANT_UNDER_BN.search(key):
+            continue
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=TOL, msg=key)
 
 

@@ -159,26 +159,27 @@ class GANSystem(System):
         self.step = 0
 
     # -- data ---------------------------------------------------------------------------------
-    def train_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_batch(self, step: int) -> tuple[torch.Tensor, ...]:
+        """Images in [-1, 1], labels, and the latents of D's and of G's fakes: all a function of (seed, step),
+        so N processes together train on what one process would."""
         self.step = step
         x, y = self.train_set.take(self.ctx.batch_indices(step, len(self.train_set)))
-        return (x * 2 - 1).to(self.ctx.device), y.to(self.ctx.device)  # images in [-1, 1]
+        z_dim = self.cfg.model.z_dim
+        return ((x * 2 - 1).to(self.ctx.device), y.to(self.ctx.device),
+                self.ctx.batch_noise(step, z_dim, stream=0), self.ctx.batch_noise(step, z_dim, stream=1))
 
     def _aug(self, x: torch.Tensor) -> torch.Tensor:
         return self.augment(x) if self.augment is not None else x
 
-    def _fake(self, labels: torch.Tensor) -> torch.Tensor:
-        z = torch.randn(labels.shape[0], self.cfg.model.z_dim, device=labels.device)
-        return self.generator(z, labels)
-
     # -- updates ------------------------------------------------------------------------------
-    def train_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+    def train_step(self, batch: tuple[torch.Tensor, ...]) -> dict[str, float]:
         g = self.cfg.gan
+        real, labels, z_d, z_g = batch
 
         def discriminator_loss(mb):
-            real, labels = mb
+            real, labels, z = mb
             with torch.no_grad():
-                fake = self._fake(labels)
+                fake = self.generator(z, labels)
             loss = d_loss(g.loss, self.discriminator(self._aug(real), labels),
                           self.discriminator(self._aug(fake), labels))
             logs = {}
@@ -194,12 +195,14 @@ class GANSystem(System):
                 loss, logs["gp"] = loss + gp, float(gp)
             return loss, logs
 
-        def generator_loss(labels):
-            return g_loss(g.loss, self.discriminator(self._aug(self._fake(labels)), labels))
+        def generator_loss(mb):
+            labels, z = mb
+            return g_loss(g.loss, self.discriminator(self._aug(self.generator(z, labels)), labels))
 
-        logs = self.ctx.update("discriminator", self.optimizers["discriminator"], batch, discriminator_loss)
+        logs = self.ctx.update("discriminator", self.optimizers["discriminator"], (real, labels, z_d),
+                               discriminator_loss)
         with frozen(self.discriminator):  # no D gradients (nor DDP syncs of them) during the G step
-            logs |= self.ctx.update("generator", self.optimizers["generator"], batch[1], generator_loss)
+            logs |= self.ctx.update("generator", self.optimizers["generator"], (labels, z_g), generator_loss)
         if self.ema is not None:
             self.ema.update(unwrap(self.generator))
         return logs
