@@ -61,3 +61,21 @@ def test_zoo_measurements_come_from_the_trained_weights(small_batch) -> None:
         assert got["translation"][group]["model"]["l1_fg"] < base["translation"][group]["model"]["l1_fg"]
     # the baselines do not depend on the model
     assert got["translation"]["unseen"]["copy content"] == base["translation"]["unseen"]["copy content"]
+
+
+def test_train_demo_reports_a_short_run_and_says_when_it_collapsed(tmp_path, monkeypatch) -> None:
+    """`imaginate demo --train`'s part on a few steps: its table has no key the evaluation does not write (it
+    once asked for mFID, which is only computed with eval.mfid=true) and a collapsed run is called one."""
+    monkeypatch.setattr(demo_module, "DEMO_STEPS", 4)
+    monkeypatch.setattr(demo_module, "EVAL", ["eval.shots=[1,5]", "eval.translations_per_class=2",
+                                              "eval.real_per_class=5", "eval.helper_images_per_class=5",
+                                              "eval.classifier_steps=2", "eval.mask_net_steps=2",
+                                              "data.images_per_species=6", "train.batch_size=4"])
+    part = demo_module.demo(tmp_path, train=True)
+    from imaginate.engine.logging import read_metrics
+    from imaginate.systems.coco_funit.evaluation import is_collapsed
+
+    final = [r for r in read_metrics(tmp_path / "coco_funit" / "tiny") if r["split"] == "eval"][-1]
+    assert ("This run collapsed" in part.text) == is_collapsed(final)
+    assert any(row[0] == "dead style-code share" for row in part.tables[0].rows)
+    assert len(part.images) == 2 and all(path.is_file() for _, path in part.images)

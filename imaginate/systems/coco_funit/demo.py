@@ -290,16 +290,27 @@ def _train_demo(out_dir: Path) -> ReportPart:
     translated = translate_files(str(run_dir), content, styles, str(run_dir / "translate_k3.png"),
                                  interpolate=others, steps=6)
 
+    from imaginate.systems.coco_funit.evaluation import is_collapsed
+
     rows = [["species classifier accuracy on real unseen images (helper net)", f"{metrics['pacc_real']:.3f}"]]
     for k in (1, 5):
         rows += [[f"PAcc, K={k}", f"{metrics[f'pacc_k{k}']:.3f}"],
                  [f"content IoU (content mask vs translation foreground), K={k}", f"{metrics[f'iou_content_k{k}']:.3f}"],
-                 [f"mFID (species-classifier features), K={k}", f"{metrics[f'mfid_k{k}']:.1f}"]]
+                 [f"style sensitivity (ideal {metrics[f'style_sensitivity_ideal_k{k}']:.4f}), K={k}",
+                  f"{metrics[f'style_sensitivity_k{k}']:.4f}"]]
+        if f"mfid_k{k}" in metrics:  # only with eval.mfid=true
+            rows.append([f"mFID (species-classifier features), K={k}", f"{metrics[f'mfid_k{k}']:.1f}"])
+    rows.append(["dead style-code share", f"{metrics['dead_style_code']:.3f}"])
+    collapsed = is_collapsed(metrics)
     text = (f"COCO-FUNIT (content encoder, content-conditioned style code with the constant style bias, AdaIN "
             f"decoder, projection discriminator, hinge + feature matching + reconstruction, EMA) trained for "
-            f"{cfg.train.steps} steps at {size} px on 19 procedural species, then asked to translate seen-species "
-            f"contents into the 5 held-out species from K example images. A run this short learns pose and palette "
-            f"transfer only; the comparison with FUNIT is in docs/results/coco_funit.md.")
+            f"{cfg.train.steps} steps at {size} px on 19 procedural species (the tiny preset), then asked to translate "
+            "seen-species contents into the 5 held-out species from K example images. "
+            + ("This run collapsed: its output ignores the style example (style sensitivity under a tenth of the "
+               "ideal's, or a dead style code), a failure, not a result: a run this short does not learn to "
+               "translate. " if collapsed else "A run this short learns pose and palette transfer at most. ")
+            + "`imaginate demo` without --train shows the zoo weights (the cpu_simple preset, 10000 steps); the "
+              "comparison with FUNIT is in docs/results/coco_funit_cpu_simple.md.")
     table = Table(f"Few-shot evaluation on the unseen species after {cfg.train.steps} steps", ["metric", "value"], rows)
     return ReportPart("coco_funit", "COCO-FUNIT few-shot translation (arXiv 2007.07431)", text, [table],
                       [("content rows (seen species) x one style example per unseen species (EMA generator)", grid),
