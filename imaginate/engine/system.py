@@ -104,7 +104,7 @@ class RunContext:
         """This rank's share of standard normal noise ``[global_batch, *shape]`` drawn from (seed, step, stream),
         on the device: like the batch indices, N ranks together draw what one process draws (a GAN's latents).
         ``stream`` tells apart the draws of one step (e.g. 0 for D's fakes, 1 for G's)."""
-        gen = torch.Generator().manual_seed((self.seed * 1_000_003 + step) * 64 + stream)
+        gen = torch.Generator().manual_seed(((self.seed * 1_000_003 + step) * 64 + stream) % 2**63)
         noise = torch.randn(self.global_batch, *shape, generator=gen)
         return rank_share(noise, self.env.rank, self.env.world_size).to(self.device)
 
