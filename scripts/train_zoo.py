@@ -104,7 +104,8 @@ def export_weights(entry: zoo.ZooEntry, run_dir: Path) -> int:
 def reevaluate(name: str) -> zoo.ZooEntry:
     """Re-measure an entry's metrics from its committed weights (after a change to the evaluation or its data)."""
     entry = zoo.get_entry(name)
-    entry.metrics, seconds = zoo.evaluate_entry(name, int(entry.threads or entry.recipe.get("threads", 1)))
+    entry.metrics, seconds = zoo.evaluate_entry(name, int(entry.threads or entry.recipe.get("threads", 1)),
+                                              cold_caches=True)
     entry.eval_seconds = round(seconds, 2)
     entry.write()
     print(f"zoo:{name}: eval {seconds:.1f} s, metrics {json.dumps({k: round(v, 4) for k, v in entry.metrics.items()})}")
@@ -154,7 +155,7 @@ def make(name: str, from_run: Path | None, out_root: Path) -> zoo.ZooEntry:
                        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
                        "run": "trained by this script" if from_run is None else f"adopted from {from_run}"}
     entry.write()  # sha256 first: load_zoo verifies
-    entry.metrics, seconds = zoo.evaluate_entry(name, threads)  # a fresh process: cold caches
+    entry.metrics, seconds = zoo.evaluate_entry(name, threads, cold_caches=True)  # fresh process, empty caches
     entry.eval_seconds = round(seconds, 2)
     entry.write()
     total = sum(p.stat().st_size for p in zoo.WEIGHTS_DIR.glob("*.safetensors"))

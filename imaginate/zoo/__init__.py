@@ -254,32 +254,51 @@ def _evaluate_here(name: str, threads: int, dirs: tuple[str, str, str]) -> tuple
 BASELINE_ISA = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
-def evaluate_entry(name: str, threads: int = 1) -> tuple[dict[str, float], float]:
+def child_env(cold_cache_dir: str | None = None) -> dict[str, str]:
+    """The environment variables an evaluation process gets: ``BASELINE_ISA`` on x86-64, and with
+    ``cold_cache_dir`` an empty cache home (``XDG_CACHE_HOME``: no cached proposals), torch's C++ extensions
+    staying where they were built (``TORCH_EXTENSIONS_DIR``)."""
+    import os
+    import platform
+
+    env = dict(BASELINE_ISA) if platform.machine().lower() in ("x86_64", "amd64") else {}
+    if cold_cache_dir is not None:
+        from torch.utils.cpp_extension import get_default_build_root
+
+        env["TORCH_EXTENSIONS_DIR"] = os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()
+        env["XDG_CACHE_HOME"] = cold_cache_dir
+    return env
+
+
+def evaluate_entry(name: str, threads: int = 1, cold_caches: bool = False) -> tuple[dict[str, float], float]:
     """The system's own evaluation of ``zoo:NAME`` as loaded from its file, and its seconds, in a fresh process.
 
     Fresh, because a process that has just trained keeps evaluation helpers in memory (COCO-FUNIT's species
     classifier and mask net take minutes to train): its timing would say seconds where a user waits minutes,
     and ``eval_seconds`` decides which entries the fast test suite re-measures. On x86-64 the process runs
     torch's AVX2 kernels (``BASELINE_ISA``), so the metrics reproduce on any such machine, AVX-512 or not.
+    ``cold_caches``: the process starts from an empty disk cache (what ``scripts/train_zoo.py`` records: a
+    fresh clone's cost, e.g. the detectors' proposals computed, not read).
     """
     import multiprocessing
     import os
-    import platform
+    import tempfile
 
     dirs = (str(ENTRIES_DIR), str(WEIGHTS_DIR), str(CURVES_DIR))
-    env = BASELINE_ISA if platform.machine().lower() in ("x86_64", "amd64") else {}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # the spawned child reads them when it imports torch
-    try:
-        with multiprocessing.get_context("spawn").Pool(1) as pool:
-            return pool.apply(_evaluate_here, (name, threads, dirs))
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with tempfile.TemporaryDirectory(prefix="zoo-eval-cache-") as cold:
+        env = child_env(cold if cold_caches else None)
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)  # the spawned child reads them when it imports torch
+        try:
+            with multiprocessing.get_context("spawn").Pool(1) as pool:
+                return pool.apply(_evaluate_here, (name, threads, dirs))
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
 
-__all__ = ["ZooEntry", "ZooError", "evaluate_entry", "file_shapes", "get_entry", "is_zoo_ref", "list_entries", "load_zoo",
+__all__ = ["ZooEntry", "ZooError", "child_env", "evaluate_entry", "file_shapes", "get_entry", "is_zoo_ref", "list_entries", "load_zoo",
            "read_curves", "sha256_file", "verify", "zoo_weights_file"]

@@ -184,3 +184,18 @@ def test_zoo_weights_serve_as_init_from(private_zoo, tmp_path):
     got = {f"classifier.{k}": v for k, v in system.modules["classifier"].state_dict().items()}
     shared = [k for k in want if k in got]
     assert shared and all(torch.equal(got[k].float(), want[k].float()) for k in shared)
+
+
+def test_evaluation_env_pins_avx2_and_empties_only_the_data_caches(tmp_path, monkeypatch):
+    import platform
+
+    from torch.utils.cpp_extension import get_default_build_root
+
+    monkeypatch.delenv("TORCH_EXTENSIONS_DIR", raising=False)
+    warm, cold = zoo.child_env(), zoo.child_env(str(tmp_path))
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        assert warm == zoo.BASELINE_ISA and warm["ATEN_CPU_CAPABILITY"] == "avx2"
+    assert "XDG_CACHE_HOME" not in warm and cold["XDG_CACHE_HOME"] == str(tmp_path)
+    # the compiled kernels stay where they are (else a cold evaluation would time their ~40 s build)
+    assert cold["TORCH_EXTENSIONS_DIR"] == get_default_build_root()
+    assert not cold["TORCH_EXTENSIONS_DIR"].startswith(str(tmp_path))
