@@ -101,13 +101,18 @@ def export_weights(entry: zoo.ZooEntry, run_dir: Path) -> int:
     return step
 
 
+def record_metrics(entry: zoo.ZooEntry, threads: int) -> float:
+    """Evaluate the entry's file in a fresh process with empty caches, write metrics and eval_seconds; the seconds."""
+    entry.metrics, seconds = zoo.evaluate_entry(entry.name, threads, cold_caches=True)
+    entry.eval_seconds = round(seconds, 2)
+    entry.write()
+    return seconds
+
+
 def reevaluate(name: str) -> zoo.ZooEntry:
     """Re-measure an entry's metrics from its committed weights (after a change to the evaluation or its data)."""
     entry = zoo.get_entry(name)
-    entry.metrics, seconds = zoo.evaluate_entry(name, int(entry.threads or entry.recipe.get("threads", 1)),
-                                              cold_caches=True)
-    entry.eval_seconds = round(seconds, 2)
-    entry.write()
+    seconds = record_metrics(entry, int(entry.threads or entry.recipe.get("threads", 1)))
     print(f"zoo:{name}: eval {seconds:.1f} s, metrics {json.dumps({k: round(v, 4) for k, v in entry.metrics.items()})}")
     return entry
 
@@ -155,9 +160,7 @@ def make(name: str, from_run: Path | None, out_root: Path) -> zoo.ZooEntry:
                        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
                        "run": "trained by this script" if from_run is None else f"adopted from {from_run}"}
     entry.write()  # sha256 first: load_zoo verifies
-    entry.metrics, seconds = zoo.evaluate_entry(name, threads, cold_caches=True)  # fresh process, empty caches
-    entry.eval_seconds = round(seconds, 2)
-    entry.write()
+    seconds = record_metrics(entry, threads)
     total = sum(p.stat().st_size for p in zoo.WEIGHTS_DIR.glob("*.safetensors"))
     print(f"zoo:{name}: {size / 2**20:.2f} MB, step {step}, wall {entry.wall_seconds:.0f} s, "
           f"eval {seconds:.1f} s, metrics {json.dumps({k: round(v, 4) for k, v in entry.metrics.items()})}")
